@@ -1,0 +1,63 @@
+"""The vision demos: one tab per task, each backed by a Keras model bundle.
+
+    python app.py [--models-dir DIR] [--hub-config FILE] [--host HOST] [--port PORT]
+
+Each tab's model comes from, in order: a local bundle (`<models-dir>/<task>/`),
+the task's Hub repo at the commit pinned in models/hub.json, or the synthetic
+demo bundle (`python -m training.demo`). Models load once, at start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import gradio as gr  # noqa: E402
+
+from core import source, ui  # noqa: E402
+from tasks import TASKS  # noqa: E402
+
+
+def load_models(models_dir=None, hub_config=None) -> dict:
+    """Resolve every task's model once; never raises (problems become notices)."""
+    root = source.models_dir(models_dir)
+    hub = source.read_hub_config(hub_config)
+    return {task.NAME: source.resolve(task.NAME, task.TRAIN_COMMAND, root, hub) for task in TASKS}
+
+
+def build_app(models: dict) -> gr.Blocks:
+    with gr.Blocks(title="Vision demos") as demo:
+        gr.Markdown("# Vision demos\nTrained Keras models, one per tab. Models and their held-out scores are listed in each tab.")
+        for task in TASKS:
+            resolved = models[task.NAME]
+            with gr.Tab(task.TITLE, id=task.NAME):
+                gr.Markdown(task.DESCRIPTION)
+                gr.Markdown(ui.status(resolved), elem_id=f"{task.NAME}-status")
+                if resolved.bundle is not None:
+                    task.tab(resolved.bundle, ui)
+    return demo
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models-dir", help="root of the local bundles (default: models/, or $MODELS_DIR)")
+    parser.add_argument("--hub-config", help="Hub pins per task (default: models/hub.json, or $HUB_CONFIG)")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    models = load_models(args.models_dir, args.hub_config)
+    for name, resolved in models.items():
+        logging.getLogger("app").info("%s: %s %s", name, resolved.origin or "no model", " ".join(resolved.notices))
+    demo = build_app(models)
+    demo.queue(default_concurrency_limit=ui.CONCURRENCY)
+    demo.launch(server_name=args.host, server_port=args.port, max_file_size=ui.MAX_FILE_SIZE,
+                allowed_paths=[str(source.models_dir(args.models_dir))], show_error=True)
+
+
+if __name__ == "__main__":
+    main()

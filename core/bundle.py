@@ -1,0 +1,147 @@
+"""The model bundle: one folder per task, also the layout of its Hub repo.
+
+    <bundle>/
+      task.json          our metadata (Keras owns config.json, so ours has its own name)
+      <network>.keras    each network, loadable with keras.saving.load_model(safe_mode=True)
+      README.md          the model card, with Hub front matter
+      ...                anything else the card shows (confusion matrix, examples/)
+
+`task.json` holds everything needed to use and to rebuild the model: the task
+name, format version, labels in output order, input size, the preprocessing
+contract, decision thresholds, held-out metrics, and provenance (dataset name
+and content hash, code revision, package versions, the training command).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1
+METADATA_FILE = "task.json"
+CARD_FILE = "README.md"
+REQUIRED_KEYS = ("task", "format_version", "networks", "labels", "input", "preprocessing", "metrics", "provenance")
+
+
+class BundleError(RuntimeError):
+    """A bundle folder that is missing, incomplete or unreadable; the message says which."""
+
+
+class CompiledNetwork:
+    """A Keras model behind one traced tf.function, warmed once.
+
+    `model.predict` rebuilds its data pipeline on every call, which costs more than
+    the forward pass of a small network on a CPU; a traced call with a fixed input
+    signature costs only the forward pass. The batch dimension stays free, so a
+    batch of any size reuses the same graph.
+    """
+
+    def __init__(self, model):
+        import tensorflow as tf
+
+        self.model = model
+        self.input_shape = tuple(model.inputs[0].shape[1:])
+        spec = tf.TensorSpec((None, *self.input_shape), tf.float32)
+        self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        self(np.zeros((1, *self.input_shape), np.float32))  # trace and warm now, not on the first request
+
+    def __call__(self, batch: np.ndarray):
+        import tensorflow as tf
+
+        outputs = self._call(np.asarray(batch, np.float32))
+        return tf.nest.map_structure(lambda t: t.numpy(), outputs)
+
+
+@dataclass
+class Bundle:
+    path: Path
+    metadata: dict
+    networks: dict[str, CompiledNetwork] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> list[str]:
+        return self.metadata["labels"]
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return tuple(self.metadata["input"]["size"])
+
+    @property
+    def is_demo(self) -> bool:
+        return bool(self.metadata.get("demo"))
+
+    def network(self, name: str) -> CompiledNetwork:
+        return self.networks[name]
+
+
+def save_bundle(out_dir, networks: dict, metadata: dict, card: str, extra_files: dict | None = None) -> Path:
+    """Write networks, metadata and card into `out_dir`, replacing an older bundle there.
+
+    Everything is written into a sibling temporary folder first and moved into
+    place at the end, so an interrupted save never leaves a half bundle behind.
+    """
+    out_dir = Path(out_dir)
+    metadata = {"format_version": FORMAT_VERSION, **metadata}
+    metadata["networks"] = {name: f"{name}.keras" for name in networks}
+    missing = [key for key in REQUIRED_KEYS if key not in metadata]
+    if missing:
+        raise BundleError(f"metadata lacks {', '.join(missing)}")
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name, model in networks.items():
+        model.save(staging / f"{name}.keras")
+    (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
+    (staging / CARD_FILE).write_text(card)
+    for relative, content in (extra_files or {}).items():
+        target = staging / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.rename(out_dir)
+    return out_dir
+
+
+def read_metadata(path) -> dict:
+    path = Path(path)
+    file = path / METADATA_FILE
+    if not file.is_file():
+        raise BundleError(f"{path} has no {METADATA_FILE}: it is not a model bundle")
+    try:
+        metadata = json.loads(file.read_text())
+    except (OSError, ValueError) as error:
+        raise BundleError(f"{file} is not valid JSON: {error}") from None
+    missing = [key for key in REQUIRED_KEYS if key not in metadata]
+    if missing:
+        raise BundleError(f"{file} lacks {', '.join(missing)}")
+    if metadata["format_version"] > FORMAT_VERSION:
+        raise BundleError(
+            f"{file} has format version {metadata['format_version']}; this code reads up to {FORMAT_VERSION}: update the app"
+        )
+    return metadata
+
+
+def load_bundle(path, expected_task: str | None = None) -> Bundle:
+    """Read metadata, load every network with safe_mode=True, and warm it."""
+    import keras
+
+    path = Path(path)
+    metadata = read_metadata(path)
+    if expected_task and metadata["task"] != expected_task:
+        raise BundleError(f"{path} holds a model for '{metadata['task']}', not '{expected_task}'")
+    networks = {}
+    for name, filename in metadata["networks"].items():
+        file = path / filename
+        if not file.is_file():
+            raise BundleError(f"{path} lacks {filename}, listed in {METADATA_FILE}")
+        try:
+            model = keras.saving.load_model(file, compile=False, safe_mode=True)
+        except Exception as error:  # Keras raises many types for a damaged file
+            raise BundleError(f"{file} could not be loaded: {type(error).__name__}: {error}") from None
+        networks[name] = CompiledNetwork(model)
+    return Bundle(path=path, metadata=metadata, networks=networks)

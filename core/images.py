@@ -1,0 +1,112 @@
+"""Image decoding: the one place where files become RGB pixels.
+
+Every tab and every training script reads images through `load_image`, so a
+photo is decoded the same way when a model is trained and when it is used:
+EXIF orientation applied, any colour mode turned into 8-bit RGB, decompression
+bombs refused before decoding, and every failure reported as an `ImageError`
+whose message names the problem.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Refuse images above this many pixels before decoding them (a 20000 x 20000 PNG
+# can be a few kilobytes on disk and 1.2 GB in memory).
+MAX_PIXELS = int(os.environ.get("MAX_IMAGE_PIXELS", 50_000_000))
+# Decode large allowed images down to at most this side early: no model here
+# looks at more than a few hundred pixels.
+WORKING_SIDE = 2048
+
+# We do our own pixel check; Pillow's warning/error would fire on a different limit.
+Image.MAX_IMAGE_PIXELS = None
+
+
+class ImageError(ValueError):
+    """An input that is not a usable image; the message says why, for people."""
+
+
+def load_image(source, max_pixels: int = MAX_PIXELS, max_side: int = WORKING_SIDE) -> Image.Image:
+    """Decode a path, bytes or PIL image into an upright 8-bit RGB PIL image."""
+    if isinstance(source, Image.Image):
+        return _to_rgb(ImageOps.exif_transpose(source))
+    name, stream = _open_stream(source)
+    try:
+        image = Image.open(stream)
+    except UnidentifiedImageError:
+        raise ImageError(f"{name} is not an image Pillow can read (PNG, JPEG, WebP, GIF, BMP, TIFF)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise _decode_error(name, error) from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{name} is {width} x {height} pixels ({width * height / 1e6:.0f} megapixels); "
+            f"the limit is {max_pixels / 1e6:.0f} megapixels — downscale it first"
+        )
+    if image.format == "JPEG":
+        # JPEG can decode straight to a smaller scale, which is much cheaper.
+        image.draft("RGB", (max_side, max_side))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image.load()
+    except (OSError, SyntaxError, ValueError) as error:
+        raise _decode_error(name, error) from None
+    image = ImageOps.exif_transpose(image)
+    image = _to_rgb(image)
+    if max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return image
+
+
+def _decode_error(name: str, error: Exception) -> ImageError:
+    if "truncated" in str(error).lower():
+        return ImageError(f"{name} is truncated: the file ends before the image does")
+    return ImageError(f"{name} is damaged and could not be decoded: {error}")
+
+
+def _open_stream(source):
+    """Return a display name and a binary stream, refusing empty inputs clearly."""
+    if source is None:
+        raise ImageError("No image was given")
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise ImageError("The upload is empty (0 bytes)")
+        return "the upload", io.BytesIO(source)
+    path = Path(source)
+    if not path.is_file():
+        raise ImageError(f"{path.name or path} does not exist")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path.name} is empty (0 bytes)")
+    return path.name, io.BytesIO(path.read_bytes())
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparency is flattened onto white."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit, 32-bit and float greyscale: stretch the actual range to 0..255
+        # instead of clipping, which would turn most such images white.
+        values = np.asarray(image, dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        scaled = (np.nan_to_num(values, nan=low) - low) / max(high - low, 1e-12) * 255.0
+        grey = Image.fromarray(np.clip(scaled, 0, 255).round().astype(np.uint8), mode="L")
+        return grey.convert("RGB")
+    if mode == "P":
+        image = image.convert("RGBA")
+    elif mode in ("LA", "PA", "La", "RGBa"):
+        image = image.convert("RGBA")
+    if image.mode == "RGBA":
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A"))
+        return background
+    return image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV

@@ -1,0 +1,108 @@
+"""Where a tab's model comes from.
+
+In order: a local bundle (`<models_dir>/<task>/`), else the task's Hub repo at
+the commit pinned in `models/hub.json`, else the synthetic demo bundle
+(`<models_dir>/demo/<task>/`, built by `python -m training.demo`). Nothing here
+raises: a missing or broken model becomes notices that say what is wrong and
+how to fix it, and the tab shows them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.bundle import Bundle, BundleError, load_bundle
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODELS_DIR = ROOT / "models"
+DEFAULT_HUB_CONFIG = ROOT / "models" / "hub.json"
+DEMO_COMMAND = "python -m training.demo"
+
+
+@dataclass
+class HubPin:
+    repo_id: str
+    revision: str
+
+
+@dataclass
+class Resolved:
+    """The outcome for one task: a bundle (or None), where it came from, and notices."""
+
+    bundle: Bundle | None
+    origin: str = ""
+    notices: list[str] = field(default_factory=list)
+
+
+def models_dir(override: str | os.PathLike | None = None) -> Path:
+    return Path(override or os.environ.get("MODELS_DIR") or DEFAULT_MODELS_DIR)
+
+
+def read_hub_config(path=None) -> dict[str, HubPin]:
+    """`{"task": {"repo_id": "...", "revision": "<commit>"}}`; tasks without a repo are left out."""
+    path = Path(path or os.environ.get("HUB_CONFIG") or DEFAULT_HUB_CONFIG)
+    if not path.is_file():
+        return {}
+    entries = json.loads(path.read_text())
+    return {
+        task: HubPin(entry["repo_id"], entry.get("revision") or "main")
+        for task, entry in entries.items()
+        if isinstance(entry, dict) and entry.get("repo_id")
+    }
+
+
+def download_pinned(pin: HubPin) -> Path:
+    """Download (or reuse from the local cache) a repo snapshot at its pinned revision.
+
+    `snapshot_download` honours HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE, and with a
+    commit hash as revision it serves a cached snapshot without asking the Hub.
+    """
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(repo_id=pin.repo_id, revision=pin.revision, repo_type="model"))
+
+
+def resolve(task: str, train_command: str, local_root: Path, hub: dict[str, HubPin]) -> Resolved:
+    notices: list[str] = []
+    local = local_root / task
+    if local.exists():
+        try:
+            return Resolved(load_bundle(local, task), origin=str(local), notices=notices)
+        except BundleError as error:
+            notices.append(f"The local model is broken: {error}. Retrain it with `{train_command}`.")
+
+    pin = hub.get(task)
+    if pin is not None:
+        try:
+            snapshot = download_pinned(pin)
+            bundle = load_bundle(snapshot, task)
+            return Resolved(bundle, origin=f"{pin.repo_id}@{pin.revision}", notices=notices)
+        except BundleError as error:
+            notices.append(f"The Hub model {pin.repo_id}@{pin.revision} is broken: {error}.")
+        except Exception as error:  # network, auth, missing revision, offline without cache
+            notices.append(
+                f"Could not download {pin.repo_id}@{pin.revision} from the Hub "
+                f"({type(error).__name__}: {_first_line(error)}). Check the network, HF_TOKEN for a "
+                f"private repo, or unset HF_HUB_OFFLINE; the pin lives in models/hub.json."
+            )
+
+    demo = local_root / "demo" / task
+    if demo.exists():
+        try:
+            return Resolved(load_bundle(demo, task), origin=str(demo), notices=notices)
+        except BundleError as error:
+            notices.append(f"The demo model is broken: {error}. Rebuild it with `{DEMO_COMMAND}`.")
+
+    notices.append(
+        f"No model for this tab. Train one with `{train_command}`, build the demo models with "
+        f"`{DEMO_COMMAND}`, or pin a Hub repo for '{task}' in models/hub.json."
+    )
+    return Resolved(None, notices=notices)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else ""

@@ -1,0 +1,83 @@
+"""Gradio pieces every tab uses: the image input, the error guard, examples, status lines."""
+
+from __future__ import annotations
+
+import logging
+
+import gradio as gr
+
+from core.images import ImageError
+from core.source import Resolved
+
+# Requests of one tab run up to this many at a time (TensorFlow releases the GIL in its ops).
+CONCURRENCY = 4
+MAX_FILE_SIZE = "25mb"
+DEMO_BANNER = "⚠️ **Demo model trained on synthetic data — its predictions mean nothing.**"
+
+log = logging.getLogger("app")
+
+from gradio.events import Dependency
+
+class ImageUpload(gr.Image):
+    """gr.Image that hands the uploaded file's path to our loader untouched.
+
+    gr.Image(type="filepath") opens the file with Pillow before the handler runs, so a
+    non-image or an empty upload would fail with Pillow's traceback; core.images
+    decodes it instead and names the problem.
+    """
+
+    is_template = True  # reuse gr.Image's front end (as gradio.templates does)
+
+    def __init__(self, **kwargs):
+        super().__init__(type="filepath", sources=["upload", "clipboard"], **kwargs)
+
+    def preprocess(self, payload):
+        if payload is None or (payload.url or "").startswith("data:") or payload.path is None:
+            return super().preprocess(payload)
+        return str(payload.path)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def guarded(predict, bundle):
+    """Wrap a task's plain `predict(bundle, image)` as an event handler with clear errors."""
+
+    def handler(image, *options):
+        if image is None:
+            raise gr.Error("Upload an image first.")
+        try:
+            return predict(bundle, image, *options)
+        except ImageError as error:
+            raise gr.Error(str(error)) from None
+        except Exception:
+            log.exception("prediction failed")
+            raise gr.Error("The model failed on this image; the server log has the details.") from None
+
+    return handler
+
+
+def examples(bundle, image_input):
+    """The bundle's own example images (held-out photos, or the demo generator's pictures)."""
+    folder = bundle.path / "examples"
+    files = sorted(str(p) for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
+    if files:
+        gr.Examples(examples=[[f] for f in files], inputs=image_input, label="Examples")
+
+
+def status(resolved: Resolved) -> str:
+    """Markdown: demo banner, notices, where the model came from and its held-out metrics."""
+    lines = []
+    if resolved.bundle is not None and resolved.bundle.is_demo:
+        lines.append(DEMO_BANNER)
+    lines += [f"⚠️ {notice}" for notice in resolved.notices]
+    if resolved.bundle is not None:
+        metrics = resolved.bundle.metadata.get("metrics", {})
+        figures = ", ".join(
+            f"{name.replace('_', ' ')} {value:.3f}" for name, value in metrics.items()
+            if isinstance(value, float)
+        )
+        lines.append(f"Model: `{resolved.origin}` · held-out: {figures or 'no metrics recorded'}")
+    return "\n\n".join(lines)

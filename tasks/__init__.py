@@ -1,0 +1,11 @@
+"""The task registry: one module per tab, in the order the tabs appear.
+
+A task module provides NAME, TITLE, API_NAME, DESCRIPTION, TRAIN_COMMAND,
+a plain `predict(bundle, image)` and `tab(bundle, ui)` declaring its components.
+"""
+
+from tasks import dog_breed
+
+TASKS = [
+    dog_breed,
+]

@@ -1,0 +1,98 @@
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# A small run of the real recipe: six synthetic breeds (so there is a top 5), small CNN.
+QUICK_TRAINING = ["--backbone", "small", "--weights", "none", "--image-size", "64", "--epochs", "20",
+                  "--patience", "8", "--fine-tune-epochs", "2", "--batch-size", "16"]
+
+
+@pytest.fixture(scope="session")
+def dogs_data(tmp_path_factory):
+    from training.synthetic import make_stanford_dogs
+
+    return make_stanford_dogs(tmp_path_factory.mktemp("stanford_dogs"), breeds=6, per_breed=30, size=128, lists="root")
+
+
+@pytest.fixture(scope="session")
+def dog_bundle(dogs_data, tmp_path_factory):
+    """A bundle trained once per session by `python -m training.dog_breed`'s main."""
+    from training import dog_breed
+
+    out = tmp_path_factory.mktemp("bundles") / "dog_breed"
+    dog_breed.main(["--data", str(dogs_data), "--out", str(out), *QUICK_TRAINING])
+    return out
+
+
+@pytest.fixture
+def models_with(tmp_path):
+    """Make a models/ root holding copies of the given bundles at the given places."""
+
+    def make(**bundles):
+        root = tmp_path / "models"
+        root.mkdir(exist_ok=True)
+        for place, bundle in bundles.items():
+            shutil.copytree(bundle, root / place.replace("__", "/"))
+        return root
+
+    return make
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_app(models_dir, hub_config=None, env=None, timeout=180):
+    """Start `python app.py` as a real server process; yield its URL; stop it."""
+    port = free_port()
+    command = [sys.executable, str(ROOT / "app.py"), "--models-dir", str(models_dir), "--port", str(port)]
+    if hub_config:
+        command += ["--hub-config", str(hub_config)]
+    log = open(Path(models_dir).parent / f"app-{port}.log", "w+")
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"app exited with {process.returncode}:\n{log.read()[-3000:]}")
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("app did not start")
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def page_text(url) -> str:
+    """All Markdown shown on the page, from Gradio's /config (what the browser renders)."""
+    import json
+
+    config = json.load(urllib.request.urlopen(url + "config", timeout=10))
+    return "\n".join(str(c.get("props", {}).get("value", "")) for c in config["components"] if c.get("type") == "markdown")
