@@ -27,9 +27,8 @@ class ImageUpload(gr.Image):
     """
 
     is_template = True  # reuse gr.Image's front end (as gradio.templates does)
-
-    def __init__(self, **kwargs):
-        super().__init__(type="filepath", sources=["upload", "clipboard"], **kwargs)
+    # No __init__ override: Gradio sends the front end the parameters named in
+    # __init__'s signature, so a **kwargs signature would send none. Use type="filepath".
 
     def preprocess(self, payload):
         if payload is None or (payload.url or "").startswith("data:") or payload.path is None:

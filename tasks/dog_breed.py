@@ -28,7 +28,7 @@ def tab(bundle: Bundle, ui):
     import gradio as gr
 
     with gr.Row():
-        image = ui.ImageUpload(label="Photo of a dog")
+        image = ui.ImageUpload(type="filepath", sources=["upload", "clipboard"], label="Photo of a dog")
         breeds = gr.Label(num_top_classes=TOP_K, label="Most likely breeds")
     button = gr.Button("Identify the breed", variant="primary")
     button.click(ui.guarded(predict, bundle), inputs=image, outputs=breeds, api_name=API_NAME,

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Set up and run every test: virtual environment, packages, Debian's chromium, then pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q -r requirements-dev.txt
+if ! command -v chromium >/dev/null; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -q && $sudo apt-get install -y -q chromium
+fi
+exec .venv/bin/python -m pytest "$@"
