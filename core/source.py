@@ -85,8 +85,9 @@ def resolve(task: str, train_command: str, local_root: Path, hub: dict[str, HubP
         except Exception as error:  # network, auth, missing revision, offline without cache
             notices.append(
                 f"Could not download {pin.repo_id}@{pin.revision} from the Hub "
-                f"({type(error).__name__}: {_first_line(error)}). Check the network, HF_TOKEN for a "
-                f"private repo, or unset HF_HUB_OFFLINE; the pin lives in models/hub.json."
+                f"({type(error).__name__}: {_first_line(error)}). Check the network and HF_TOKEN for a "
+                f"private repo; on a machine without network set HF_HUB_OFFLINE=1 to skip the Hub "
+                f"(cached snapshots still load). The pin lives in models/hub.json."
             )
 
     demo = local_root / "demo" / task
