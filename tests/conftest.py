@@ -38,6 +38,18 @@ def dog_bundle(dogs_data, tmp_path_factory):
 
 
 @pytest.fixture
+def demo_bundle(dog_bundle, tmp_path):
+    """A copy of the trained bundle marked as a demo bundle, as training.demo writes them."""
+    import json
+
+    demo = tmp_path / "demo_bundle"
+    shutil.copytree(dog_bundle, demo)
+    metadata = json.loads((demo / "task.json").read_text())
+    (demo / "task.json").write_text(json.dumps({**metadata, "demo": True}))
+    return demo
+
+
+@pytest.fixture
 def models_with(tmp_path):
     """Make a models/ root holding copies of the given bundles at the given places."""
 

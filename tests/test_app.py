@@ -1,7 +1,6 @@
 """The live app: a real server process, talked to through gradio_client."""
 
 import io
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -89,14 +88,9 @@ def test_concurrent_requests_all_answer(app, dogs_data):
     assert len(labels) == 8 and all(labels)
 
 
-def test_demo_bundle_is_used_with_a_banner_and_no_model_gives_the_fix(dog_bundle, models_with, tmp_path):
+def test_demo_bundle_is_used_with_a_banner_and_no_model_gives_the_fix(demo_bundle, models_with, tmp_path):
     # The demo place only: the tab works and carries the banner.
-    demo = tmp_path / "demo_bundle"
-    import shutil
-
-    shutil.copytree(dog_bundle, demo)
-    metadata = json.loads((demo / "task.json").read_text())
-    (demo / "task.json").write_text(json.dumps({**metadata, "demo": True}))
+    demo = demo_bundle
     root = models_with(demo__dog_breed=demo)
     with running_app(root) as url:
         assert "demo model trained on synthetic data — its predictions mean nothing" in page_text(url).lower()
