@@ -289,14 +289,15 @@ def provenance() -> dict:
 
 
 def model_card(title: str, summary: str, metadata: dict, tags: list[str], datasets: list[str],
-               metric_rows: list[tuple[str, float]], body: str = "") -> str:
+               metric_rows: list[tuple[str, float]], body: str = "",
+               pipeline_tag: str = "image-classification") -> str:
     """A Hub model card: front matter from huggingface_hub's ModelCardData, then the evaluation table."""
     from huggingface_hub import ModelCard, ModelCardData
 
     data = ModelCardData(
         library_name="keras",
-        pipeline_tag="image-classification",
-        tags=["keras", "image-classification", *tags],
+        pipeline_tag=pipeline_tag,
+        tags=["keras", pipeline_tag, *tags],
         datasets=datasets,
         metrics=sorted({name.split(" ")[0].lower() for name, _ in metric_rows}),
     )

@@ -201,13 +201,13 @@ def main(argv=None):
                "report": report}
     metadata = common.base_metadata(TASK, breeds, args.image_size, metrics, dataset, demo=args.demo,
                                     label_ids=[f.split("-", 1)[0] for f in folders], backbone=args.backbone)
-    save(args.out, model, metadata, test, keras)
+    save(args.out, model, metadata, test)
     if args.push_to_hub:
         common.push_to_hub(args.out, args.push_to_hub, TASK)
     return metrics
 
 
-def save(out: Path, model, metadata: dict, test: list[Sample], keras) -> Path:
+def save(out: Path, model, metadata: dict, test: list[Sample]) -> Path:
     metrics = metadata["metrics"]
     rows = [("top-1 accuracy", metrics["top1_accuracy"]), ("top-5 accuracy", metrics["top5_accuracy"]),
             ("precision (macro)", metrics["precision_macro"]), ("recall (macro)", metrics["recall_macro"]),
@@ -229,7 +229,6 @@ def save(out: Path, model, metadata: dict, test: list[Sample], keras) -> Path:
         if sample.label not in seen and len(seen) < 3:
             seen.add(sample.label)
             extra[f"examples/{sample.path.name}"] = sample.path.read_bytes()
-    model.trainable = True
     return common.write_bundle(out, {"classifier": model}, metadata, card, extra)
 
 
