@@ -11,9 +11,11 @@ their ratio; the target is <= 1.2.
 The requests go over plain HTTP rather than gradio_client, whose result
 polling sleeps 50 ms per message and would measure the client, not the server.
 
---full-size benchmarks the real architecture (EfficientNetB3, 300 px, 120
-breeds) with untrained weights — the same computation as a trained model —
-when no trained model is at hand; a demo-size network would only measure HTTP.
+--full-size benchmarks the real architectures (dog breed: EfficientNetB3,
+300 px, 120 breeds; hashtags: MobileNetV2, 224 px, 997 tags; movie genres:
+EfficientNetB0, 224 px, 25 genres) with untrained weights — the same
+computation as trained models — when none is at hand; a demo-size network
+would only measure HTTP.
 """
 
 from __future__ import annotations
@@ -32,23 +34,39 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 
-def full_size_dog_bundle(root: Path) -> None:
+def full_size_bundles(root: Path) -> None:
+    """Untrained networks of the real sizes, in bundles the app loads like trained ones."""
     from core.bundle import save_bundle
     from core.preprocess import PREPROCESSING
-    from training.dog_breed import build_model
+    from training import dog_breed, multilabel
 
-    model, _ = build_model(120, 300, "efficientnetb3", "none")
-    metadata = {"task": "dog_breed", "labels": [f"breed {i}" for i in range(120)], "input": {"size": [300, 300]},
-                "preprocessing": PREPROCESSING, "metrics": {}, "provenance": {"note": "benchmark, untrained"},
-                "demo": True}
-    save_bundle(root / "dog_breed", {"classifier": model}, metadata, "benchmark bundle\n")
+    def save(task, model, labels, size, thresholds=None):
+        metadata = {"task": task, "labels": labels, "input": {"size": [size, size]}, "preprocessing": PREPROCESSING,
+                    "metrics": {}, "provenance": {"note": "benchmark, untrained"}, "demo": True}
+        if thresholds is not None:
+            metadata["thresholds"] = {"global": thresholds, "per_label": {label: thresholds for label in labels}}
+        save_bundle(root / task, {"classifier": model}, metadata, "benchmark bundle\n")
+
+    model, _ = dog_breed.build_model(120, 300, "efficientnetb3", "none")
+    save("dog_breed", model, [f"breed {i}" for i in range(120)], 300)
+    model, _ = multilabel.build_model(997, 224, "mobilenetv2", "none", "hashtags")
+    save("hashtags", model, [f"tag{i}" for i in range(997)], 224, 0.5)
+    model, _ = multilabel.build_model(25, 224, "efficientnetb0", "none", "movie_genres")
+    save("movie_genres", model, [f"genre {i}" for i in range(25)], 224, 0.5)
 
 
-def request(http, base: str, api_name: str, photo: Path):
+def default_options(http, base: str, api_name: str) -> list:
+    """The endpoint's parameters after the image, at their defaults (from Gradio's /info)."""
+    parameters = http.get(f"{base}/info").json()["named_endpoints"][f"/{api_name}"]["parameters"]
+    return [p.get("parameter_default") for p in parameters[1:]]
+
+
+def request(http, base: str, api_name: str, photo: Path, options: list):
     """One request as a browser makes it: upload the file, call the endpoint, read the event stream."""
     with open(photo, "rb") as handle:
         path = http.post(f"{base}/upload", files={"files": (photo.name, handle, "image/jpeg")}).json()[0]
-    event = http.post(f"{base}/call/{api_name}", json={"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}]})
+    data = [{"path": path, "meta": {"_type": "gradio.FileData"}}, *options]
+    event = http.post(f"{base}/call/{api_name}", json={"data": data})
     kind = None
     with http.stream("GET", f"{base}/call/{api_name}/{event.json()['event_id']}") as stream:
         for line in stream.iter_lines():
@@ -83,7 +101,7 @@ def main():
     models_dir = args.models_dir
     if args.full_size:
         models_dir = tempfile.mkdtemp(prefix="bench-models-")
-        full_size_dog_bundle(Path(models_dir))
+        full_size_bundles(Path(models_dir))
     models = app.load_models(models_dir)
     demo = app.build_app(models)
     demo.queue(default_concurrency_limit=4)
@@ -99,14 +117,15 @@ def main():
             print(f"{task.NAME:<14} no model")
             continue
         network = next(iter(bundle.networks.values()))
+        options = default_options(http, base, task.API_NAME)
         x = model_input(Image.open(photo), bundle.input_size)[None]
         for _ in range(3):  # warm both paths
-            request(http, base, task.API_NAME, photo)
+            request(http, base, task.API_NAME, photo, options)
             network(x)
         request_times, forward_times = [], []
         for _ in range(args.requests):  # interleaved, so both see the same machine state
             started = time.perf_counter()
-            request(http, base, task.API_NAME, photo)
+            request(http, base, task.API_NAME, photo, options)
             request_times.append(time.perf_counter() - started)
             started = time.perf_counter()
             network(x)

@@ -77,6 +77,12 @@ class Bundle:
     def network(self, name: str) -> CompiledNetwork:
         return self.networks[name]
 
+    def scores(self, image, network: str = "classifier") -> np.ndarray:
+        """Decode and resize one image as in training, run a network: one score per output."""
+        from core.preprocess import model_input
+
+        return self.network(network)(model_input(image, self.input_size)[None])[0]
+
 
 def save_bundle(out_dir, networks: dict, metadata: dict, card: str, extra_files: dict | None = None) -> Path:
     """Write networks, metadata and card into `out_dir`, replacing an older bundle there.

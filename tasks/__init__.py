@@ -4,8 +4,10 @@ A task module provides NAME, TITLE, API_NAME, DESCRIPTION, TRAIN_COMMAND,
 a plain `predict(bundle, image)` and `tab(bundle, ui)` declaring its components.
 """
 
-from tasks import dog_breed
+from tasks import dog_breed, hashtags, movie_genres
 
 TASKS = [
     dog_breed,
+    hashtags,
+    movie_genres,
 ]

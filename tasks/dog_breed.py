@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from core.bundle import Bundle
-from core.preprocess import model_input
 
 NAME = "dog_breed"
 TITLE = "Dog breed"
@@ -17,8 +16,7 @@ TOP_K = 5
 
 def predict(bundle: Bundle, image) -> dict[str, float]:
     """Image (path, bytes or PIL) -> {breed name: probability} for the top 5 breeds."""
-    pixels = model_input(image, bundle.input_size)[None]
-    probabilities = bundle.network("classifier")(pixels)[0]
+    probabilities = bundle.scores(image)
     top = np.argsort(probabilities)[::-1][:TOP_K]
     return {bundle.labels[i]: float(probabilities[i]) for i in top}
 

@@ -1,3 +1,5 @@
+import ast
+import csv
 import os
 import shutil
 import socket
@@ -108,3 +110,61 @@ def page_text(url) -> str:
 
     config = json.load(urllib.request.urlopen(url + "config", timeout=10))
     return "\n".join(str(c.get("props", {}).get("value", "")) for c in config["components"] if c.get("type") == "markdown")
+
+
+def edit_line(file: Path, number: int, change) -> None:
+    """Replace line `number` (1-based) of a text file by change(old line)."""
+    lines = file.read_text().split("\n")
+    lines[number - 1] = change(lines[number - 1])
+    file.write_text("\n".join(lines))
+
+
+@pytest.fixture(scope="session")
+def harrison_data(tmp_path_factory):
+    """Synthetic HARRISON with the real files' problems at known lines:
+    5 empty tag line, 7 a tag outside the vocabulary, 9 image missing, 11 image corrupted."""
+    from training.synthetic import make_harrison
+
+    root = make_harrison(tmp_path_factory.mktemp("harrison"), count=240, size=96)
+    paths = (root / "data_list.txt").read_text().splitlines()
+    edit_line(root / "tag_list.txt", 5, lambda line: "  ")
+    edit_line(root / "tag_list.txt", 7, lambda line: line + "notinvocab ")
+    (root / paths[8]).unlink()
+    (root / paths[10]).write_bytes(b"\xff\xd8\xff\xe0 corrupted jpeg")
+    return root
+
+
+@pytest.fixture(scope="session")
+def hashtag_bundle(harrison_data, tmp_path_factory):
+    from training import hashtags
+
+    out = tmp_path_factory.mktemp("bundles") / "hashtags"
+    hashtags.main(["--data", str(harrison_data), "--out", str(out), *QUICK_TRAINING])
+    return out
+
+
+@pytest.fixture(scope="session")
+def poster_data(tmp_path_factory):
+    """Synthetic posters with problems at known CSV lines: 4 Genre text contradicts its 0/1
+    columns, 6 poster missing, 8 a malformed row, 10 poster corrupted."""
+    from training.synthetic import make_movie_posters
+
+    root = make_movie_posters(tmp_path_factory.mktemp("posters"), count=240)
+    table = root / "train.csv"
+    rows = list(csv.reader(table.open()))
+    rows[3][1] = str(["Western", *ast.literal_eval(rows[3][1])])  # line 4: a genre its 0/1 columns do not have
+    with table.open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    (root / "Images" / f"{table.read_text().splitlines()[5].split(',')[0]}.jpg").unlink()
+    edit_line(table, 8, lambda line: line + ",1")
+    (root / "Images" / f"{table.read_text().splitlines()[9].split(',')[0]}.jpg").write_bytes(b"GIF89a broken")
+    return root
+
+
+@pytest.fixture(scope="session")
+def genre_bundle(poster_data, tmp_path_factory):
+    from training import movie_genres
+
+    out = tmp_path_factory.mktemp("bundles") / "movie_genres"
+    movie_genres.main(["--data", str(poster_data), "--out", str(out), *QUICK_TRAINING])
+    return out

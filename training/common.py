@@ -70,6 +70,21 @@ def _small_cnn(input_shape, weights):
     return keras.Sequential(blocks, name="small_cnn")
 
 
+def _scratch_cnn(input_shape, weights):
+    """The movie-poster course's CNN from scratch: four 5x5 conv blocks, then dense 128 and 64."""
+    import keras
+    from keras import layers
+
+    if weights not in ("none", None):
+        raise SystemExit("The 'scratch' backbone is trained from scratch: use --weights none.")
+    blocks = [layers.Input(input_shape), layers.Rescaling(1.0 / 255)]
+    for filters in (16, 32, 64, 64):
+        blocks += [layers.Conv2D(filters, 5, activation="relu"), layers.MaxPooling2D(), layers.Dropout(0.25)]
+    blocks += [layers.Flatten(), layers.Dense(128, activation="relu"), layers.Dropout(0.5),
+               layers.Dense(64, activation="relu"), layers.Dropout(0.5)]
+    return keras.Sequential(blocks, name="scratch_cnn")
+
+
 def _application(name, scale_to_unit_range):
     def build(input_shape, weights):
         import keras
@@ -92,6 +107,7 @@ BACKBONES = {
     "mobilenetv2": _application("MobileNetV2", True),
     "xception": _application("Xception", True),
     "small": _small_cnn,
+    "scratch": _scratch_cnn,
 }
 
 
@@ -135,6 +151,23 @@ def unfreeze_top(base, fraction: float) -> int:
         layer.trainable = trainable
         count += trainable
     return count
+
+
+def fit_two_phases(model, base, args, train, val, compile_model):
+    """Phase 1: train (the head on a frozen pretrained base, or everything from scratch).
+    Phase 2: unfreeze the top of a pretrained base and go on at a tenth of the rate."""
+    compile_model(model, args.learning_rate)
+    fit = dict(batch_size=args.batch_size, validation_data=val, verbose=2)
+    model.fit(*train, epochs=args.epochs, callbacks=[early_stopping(args.patience)], **fit)
+    if args.fine_tune_epochs <= 0:
+        return
+    if is_pretrained(args.weights):
+        unfrozen = unfreeze_top(base, args.fine_tune_fraction)
+        print(f"Fine-tuning: {unfrozen} backbone layers unfrozen, learning rate {args.learning_rate / 10:g}")
+    else:
+        print(f"Continuing the from-scratch network at learning rate {args.learning_rate / 10:g}")
+    compile_model(model, args.learning_rate / 10)
+    model.fit(*train, epochs=args.fine_tune_epochs, callbacks=[early_stopping(args.patience)], **fit)
 
 
 def early_stopping(patience: int):
@@ -186,6 +219,20 @@ def load_images(samples: list[Sample], size: tuple[int, int], workers: int = 4):
     images = np.stack([pixels for pixels, _ in kept]) if kept else np.zeros((0, *size, 3), np.uint8)
     labels = np.array([label for _, label in kept], dtype=np.int64)
     return images, labels, skipped
+
+
+MAX_LISTED = 50  # entries listed per problem in a data report; all are counted
+
+
+def report_problems(report: dict, limit: int = MAX_LISTED) -> dict:
+    """Print each listed problem's count with an example; keep every count, list at most `limit`."""
+    for key, entries in list(report.items()):
+        if isinstance(entries, list):
+            if entries:
+                print(f"  {len(entries)} {key.replace('_', ' ')}, e.g. {entries[0]}")
+            report[f"{key}_count"] = len(entries)
+            report[key] = entries[:limit]
+    return report
 
 
 def fingerprint(files, root: Path) -> str:

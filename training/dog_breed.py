@@ -176,17 +176,7 @@ def main(argv=None):
     model, base = build_model(len(breeds), args.image_size, args.backbone, args.weights)
 
     # 3. Train: the new head on the frozen base, then the top of the base at a lower rate.
-    compile_model(model, args.learning_rate)
-    fit = dict(batch_size=args.batch_size, validation_data=(x_val, y_val), verbose=2)
-    model.fit(x_train, y_train, epochs=args.epochs, callbacks=[common.early_stopping(args.patience)], **fit)
-    if args.fine_tune_epochs > 0:
-        if common.is_pretrained(args.weights):
-            unfrozen = common.unfreeze_top(base, args.fine_tune_fraction)
-            print(f"Fine-tuning: {unfrozen} backbone layers unfrozen, learning rate {args.learning_rate / 10:g}")
-        else:
-            print(f"Continuing the from-scratch network at learning rate {args.learning_rate / 10:g}")
-        compile_model(model, args.learning_rate / 10)
-        model.fit(x_train, y_train, epochs=args.fine_tune_epochs, callbacks=[common.early_stopping(args.patience)], **fit)
+    common.fit_two_phases(model, base, args, (x_train, y_train), (x_val, y_val), compile_model)
 
     # 4. Evaluate on the held-out test split.
     probabilities = model.predict(x_test, batch_size=args.batch_size, verbose=0)

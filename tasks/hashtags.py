@@ -1,0 +1,42 @@
+"""Hashtags: hashtag suggestions for a photo, ranked, with a threshold the user can move."""
+
+from __future__ import annotations
+
+from core.bundle import Bundle
+from core.multilabel import decide, label_thresholds
+
+NAME = "hashtags"
+TITLE = "Hashtags"
+API_NAME = "hashtags"
+DESCRIPTION = "Upload a photo: the model suggests hashtags, most confident first. Lower the threshold for more."
+TRAIN_COMMAND = "python -m training.hashtags --data DIR --out models/hashtags"
+FALLBACK_K = 5
+BELOW = " (below threshold)"
+
+
+def predict(bundle: Bundle, image, threshold: float | None = None) -> tuple[dict[str, float], str]:
+    """Image -> ({tag: score} for the tags that pass, or the top 5 marked below threshold; "#a #b" line)."""
+    scores = bundle.scores(image)
+    decisions = decide(scores, bundle.labels, label_thresholds(bundle.metadata, threshold),
+                       bundle.metadata.get("max_labels", 10), FALLBACK_K)
+    tags = {d.label + ("" if d.passed else BELOW): d.score for d in decisions}
+    line = " ".join(f"#{d.label}" for d in decisions if d.passed)
+    return tags, line
+
+
+def tab(bundle: Bundle, ui):
+    import gradio as gr
+
+    default = round(bundle.metadata["thresholds"]["global"], 2)
+    with gr.Row():
+        image = ui.ImageUpload(type="filepath", sources=["upload", "clipboard"], label="Photo")
+        with gr.Column():
+            tags = gr.Label(num_top_classes=bundle.metadata.get("max_labels", 10), label="Suggested hashtags")
+            line = gr.Textbox(label="Hashtags to copy", buttons=["copy"], interactive=False)
+    threshold = gr.Slider(0.0, 1.0, value=default, step=0.01, label="Threshold",
+                          info=f"0 shows every tag, 1 only certain ones; at {default} (tuned on validation) "
+                               f"each tag uses its own tuned threshold.")
+    button = gr.Button("Suggest hashtags", variant="primary")
+    button.click(ui.guarded(predict, bundle), inputs=[image, threshold], outputs=[tags, line], api_name=API_NAME,
+                 concurrency_limit=ui.CONCURRENCY)
+    ui.examples(bundle, image)
