@@ -38,7 +38,7 @@ def full_size_bundles(root: Path) -> None:
     """Untrained networks of the real sizes, in bundles the app loads like trained ones."""
     from core.bundle import save_bundle
     from core.preprocess import PREPROCESSING
-    from training import dog_breed, multilabel
+    from training import common, multilabel
 
     def save(task, model, labels, size, thresholds=None):
         metadata = {"task": task, "labels": labels, "input": {"size": [size, size]}, "preprocessing": PREPROCESSING,
@@ -47,7 +47,7 @@ def full_size_bundles(root: Path) -> None:
             metadata["thresholds"] = {"global": thresholds, "per_label": {label: thresholds for label in labels}}
         save_bundle(root / task, {"classifier": model}, metadata, "benchmark bundle\n")
 
-    model, _ = dog_breed.build_model(120, 300, "efficientnetb3", "none")
+    model, _ = common.build_classifier(120, 300, "efficientnetb3", "none", "dog_breed", dense_units=512)
     save("dog_breed", model, [f"breed {i}" for i in range(120)], 300)
     model, _ = multilabel.build_model(997, 224, "mobilenetv2", "none", "hashtags")
     save("hashtags", model, [f"tag{i}" for i in range(997)], 224, 0.5)

@@ -85,6 +85,20 @@ def _scratch_cnn(input_shape, weights):
     return keras.Sequential(blocks, name="scratch_cnn")
 
 
+def _simple_cnn(input_shape, weights):
+    """The Open Images course's small CNN: three conv blocks, one dense layer, strong dropout."""
+    import keras
+    from keras import layers
+
+    if weights not in ("none", None):
+        raise SystemExit("The 'simple' backbone is trained from scratch: use --weights none.")
+    blocks = [layers.Input(input_shape), layers.Rescaling(1.0 / 255)]
+    for filters in (32, 32, 64):
+        blocks += [layers.Conv2D(filters, 3, activation="relu"), layers.MaxPooling2D()]
+    blocks += [layers.Flatten(), layers.Dense(64, activation="relu"), layers.Dropout(0.5)]
+    return keras.Sequential(blocks, name="simple_cnn")
+
+
 def _application(name, scale_to_unit_range):
     def build(input_shape, weights):
         import keras
@@ -108,6 +122,7 @@ BACKBONES = {
     "xception": _application("Xception", True),
     "small": _small_cnn,
     "scratch": _scratch_cnn,
+    "simple": _simple_cnn,
 }
 
 
@@ -168,6 +183,49 @@ def fit_two_phases(model, base, args, train, val, compile_model):
         print(f"Continuing the from-scratch network at learning rate {args.learning_rate / 10:g}")
     compile_model(model, args.learning_rate / 10)
     model.fit(*train, epochs=args.fine_tune_epochs, callbacks=[early_stopping(args.patience)], **fit)
+
+
+def backbone_features(image_size: int, backbone: str, weights: str, augmentation: list):
+    """Input, augmentation layers, backbone (preprocessing inside): (inputs, features, backbone).
+
+    A pretrained backbone starts frozen and runs in inference mode, so its BatchNorm
+    statistics from ImageNet are kept, also when its top is unfrozen for fine-tuning."""
+    import keras
+
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = keras.Sequential(augmentation, name="augmentation")(inputs)
+    base = build_backbone(backbone, weights, (image_size, image_size, 3))
+    if is_pretrained(weights):
+        base.trainable = False
+        x = base(x, training=False)
+    else:
+        x = base(x)
+    return inputs, x, base
+
+
+def build_classifier(num_classes: int, image_size: int, backbone: str, weights: str, name: str,
+                     dense_units: int = 0):
+    """Single-label classifier: backbone features, optional dense + dropout, softmax."""
+    import keras
+    from keras import layers
+
+    augmentation = [layers.RandomFlip("horizontal"), layers.RandomRotation(0.1), layers.RandomZoom(0.15),
+                    layers.RandomContrast(0.2)]
+    inputs, x, base = backbone_features(image_size, backbone, weights, augmentation)
+    if dense_units:
+        x = layers.Dense(dense_units, activation="relu")(x)
+        x = layers.Dropout(0.3)(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="class")(x)
+    return keras.Model(inputs, outputs, name=name), base
+
+
+def compile_classifier(model, learning_rate: float):
+    import keras
+
+    metrics = ["accuracy"]
+    if model.output_shape[-1] > 5:
+        metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5"))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=metrics)
 
 
 def early_stopping(patience: int):
@@ -279,6 +337,34 @@ def classification_metrics(y_true, probabilities, labels: list[str], k: int = 5)
         },
         "confusion_matrix": confusion.tolist(),
     }
+
+
+def classification_report_parts(metrics: dict, labels: list[str], label_name: str = "class"):
+    """Card rows, the card's per-class and confusion-matrix sections, and the matrix image."""
+    k = 5 if len(labels) > 5 else None
+    rows = [("top-1 accuracy", metrics["top1_accuracy"])]
+    if k:
+        rows.append(("top-5 accuracy", metrics["top5_accuracy"]))
+    rows += [("precision (macro)", metrics["precision_macro"]), ("recall (macro)", metrics["recall_macro"]),
+             ("precision (micro)", metrics["precision_micro"]), ("recall (micro)", metrics["recall_micro"])]
+    per_class = "\n".join(
+        f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
+        for label, m in metrics["per_class"].items()
+    )
+    body = (f"\n## Per-class report\n\n| {label_name} | precision | recall | f1 | support |\n|---|---|---|---|---|\n"
+            f"{per_class}\n\n## Confusion matrix\n\n![confusion matrix](confusion_matrix.png)\n")
+    extra = {"confusion_matrix.png": confusion_matrix_png(metrics["confusion_matrix"], labels)}
+    return rows, body, extra
+
+
+def examples_per_class(samples, count: int = 3) -> dict:
+    """One held-out image for each of the first `count` classes, for the app's examples."""
+    extra, seen = {}, set()
+    for sample in samples:
+        if sample.label not in seen and len(seen) < count:
+            seen.add(sample.label)
+            extra[f"examples/{Path(sample.path).name}"] = Path(sample.path).read_bytes()
+    return extra
 
 
 def confusion_matrix_png(confusion, labels: list[str], cell: int = 0) -> bytes:

@@ -112,40 +112,6 @@ def read_stanford_dogs(data: Path, crop_boxes: bool, seed: int):
     return folders, (train, val, test), split_name, report
 
 
-# --- model -----------------------------------------------------------------------------
-
-def build_model(num_classes: int, image_size: int, backbone: str, weights: str):
-    import keras
-    from keras import layers
-
-    augmentation = keras.Sequential(
-        [layers.RandomFlip("horizontal"), layers.RandomRotation(0.1), layers.RandomZoom(0.15), layers.RandomContrast(0.2)],
-        name="augmentation",
-    )
-    inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = augmentation(inputs)
-    base = common.build_backbone(backbone, weights, (image_size, image_size, 3))
-    if common.is_pretrained(weights):
-        base.trainable = False
-        x = base(x, training=False)  # keep BatchNorm statistics from ImageNet, also when fine-tuning
-    else:
-        x = base(x)
-    x = layers.Dense(512, activation="relu")(x)
-    x = layers.Dropout(0.3)(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="breed")(x)
-    return keras.Model(inputs, outputs, name="dog_breed"), base
-
-
-def compile_model(model, learning_rate: float):
-    import keras
-
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")],
-    )
-
-
 # --- recipe ----------------------------------------------------------------------------
 
 def main(argv=None):
@@ -173,10 +139,11 @@ def main(argv=None):
                          f"{len(x_test)} test; each split needs at least one (see the messages above)")
 
     # 2. Model.
-    model, base = build_model(len(breeds), args.image_size, args.backbone, args.weights)
+    model, base = common.build_classifier(len(breeds), args.image_size, args.backbone, args.weights,
+                                          name="dog_breed", dense_units=512)
 
     # 3. Train: the new head on the frozen base, then the top of the base at a lower rate.
-    common.fit_two_phases(model, base, args, (x_train, y_train), (x_val, y_val), compile_model)
+    common.fit_two_phases(model, base, args, (x_train, y_train), (x_val, y_val), common.compile_classifier)
 
     # 4. Evaluate on the held-out test split.
     probabilities = model.predict(x_test, batch_size=args.batch_size, verbose=0)
@@ -198,27 +165,13 @@ def main(argv=None):
 
 
 def save(out: Path, model, metadata: dict, test: list[Sample]) -> Path:
-    metrics = metadata["metrics"]
-    rows = [("top-1 accuracy", metrics["top1_accuracy"]), ("top-5 accuracy", metrics["top5_accuracy"]),
-            ("precision (macro)", metrics["precision_macro"]), ("recall (macro)", metrics["recall_macro"]),
-            ("precision (micro)", metrics["precision_micro"]), ("recall (micro)", metrics["recall_micro"])]
-    per_class = "\n".join(
-        f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
-        for label, m in metrics["per_class"].items()
-    )
-    body = ("\n## Per-class report\n\n| breed | precision | recall | f1 | support |\n|---|---|---|---|---|\n"
-            f"{per_class}\n\n## Confusion matrix\n\n![confusion matrix](confusion_matrix.png)\n")
+    rows, body, extra = common.classification_report_parts(metadata["metrics"], metadata["labels"], "breed")
     card = common.model_card(
         "Dog breed classifier (Stanford Dogs)",
         f"Predicts one of {len(metadata['labels'])} dog breeds from a photo. Backbone: {metadata['backbone']}.",
         metadata, tags=["stanford-dogs", "dog-breed"], datasets=["stanford-dogs"], metric_rows=rows, body=body,
     )
-    extra = {"confusion_matrix.png": common.confusion_matrix_png(metrics["confusion_matrix"], metadata["labels"])}
-    seen = set()
-    for sample in test:  # one held-out example per breed, for the app's examples
-        if sample.label not in seen and len(seen) < 3:
-            seen.add(sample.label)
-            extra[f"examples/{sample.path.name}"] = sample.path.read_bytes()
+    extra.update(common.examples_per_class(test))
     return common.write_bundle(out, {"classifier": model}, metadata, card, extra)
 
 

@@ -37,19 +37,11 @@ def multi_hot(label_lists, num_labels: int) -> np.ndarray:
 # --- model and loss --------------------------------------------------------------------
 
 def build_model(num_labels: int, image_size: int, backbone: str, weights: str, name: str):
-    """Augmentation, a backbone (preprocessing inside), dropout, one sigmoid per label."""
+    """Backbone features (preprocessing inside), dropout, one sigmoid per label."""
     from keras import layers
 
-    augmentation = keras.Sequential(
-        [layers.RandomFlip("horizontal"), layers.RandomRotation(0.05), layers.RandomZoom(0.1)], name="augmentation")
-    inputs = keras.Input((image_size, image_size, 3), name="image")
-    base = common.build_backbone(backbone, weights, (image_size, image_size, 3))
-    x = augmentation(inputs)
-    if common.is_pretrained(weights):
-        base.trainable = False
-        x = base(x, training=False)
-    else:
-        x = base(x)
+    augmentation = [layers.RandomFlip("horizontal"), layers.RandomRotation(0.05), layers.RandomZoom(0.1)]
+    inputs, x, base = common.backbone_features(image_size, backbone, weights, augmentation)
     x = layers.Dropout(0.3)(x)
     outputs = layers.Dense(num_labels, activation="sigmoid", name="labels")(x)
     return keras.Model(inputs, outputs, name=name), base

@@ -1,0 +1,138 @@
+"""Open Images for tests: a stand-in for Flickr on loopback, and metadata CSVs in the
+real layouts.
+
+Each path of the server answers a planned sequence of responses, the last one
+repeating: image bytes (200), a status code, ("redirect", path) or "drop" (close the
+connection without answering). Requests are counted per path.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+BOX_HEADER = ["ImageID", "Source", "LabelName", "Confidence", "XMin", "XMax", "YMin", "YMax",
+              "IsOccluded", "IsTruncated", "IsGroupOf", "IsDepiction", "IsInside"]
+IMAGE_HEADER = ["ImageID", "Subset", "OriginalURL", "OriginalLandingURL", "License", "AuthorProfileURL",
+                "Author", "Title", "OriginalSize", "OriginalMD5", "Thumbnail300KURL", "Rotation"]
+
+
+class FakeFlickr:
+    def __init__(self):
+        self.plans: dict[str, list] = {}
+        self.requests: Counter = Counter()
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def serve(self, path: str, *responses) -> str:
+        """Plan the answers to GET path; returns its URL."""
+        self.plans[path] = list(responses)
+        return self.base + path
+
+    def reset_counts(self):
+        with self.lock:
+            self.requests.clear()
+
+    def _handler(self):
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                with hub.lock:
+                    hub.requests[self.path] += 1
+                    plan = hub.plans.get(self.path, [404])
+                    answer = plan[min(hub.requests[self.path], len(plan)) - 1]
+                if answer == "drop":
+                    self.close_connection = True
+                    return
+                if isinstance(answer, tuple):
+                    self.send_response(302)
+                    self.send_header("Location", hub.base + answer[1])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = answer if isinstance(answer, bytes) else b""
+                self.send_response(200 if isinstance(answer, bytes) else answer)
+                self.send_header("Content-Type", "image/jpeg" if body[:2] == b"\xff\xd8" else "application/octet-stream")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler
+
+
+def jpeg(size=(64, 48), rects=(), background=(128, 128, 128), exif_orientation=None) -> bytes:
+    """A JPEG of `size` with filled rectangles [(left, top, right, bottom), colour] (right/bottom exclusive)."""
+    image = Image.new("RGB", size, background)
+    draw = ImageDraw.Draw(image)
+    for (left, top, right, bottom), colour in rects:
+        draw.rectangle((left, top, right - 1, bottom - 1), fill=colour)
+    buffer = io.BytesIO()
+    extra = {}
+    if exif_orientation:
+        exif = Image.Exif()
+        exif[0x0112] = exif_orientation
+        extra["exif"] = exif
+    image.save(buffer, "JPEG", quality=95, **extra)
+    return buffer.getvalue()
+
+
+def png(size=(32, 32)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 200, 200)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def md5_base64(data: bytes) -> str:
+    """OriginalMD5 as Open Images writes it: base64 of the raw 16-byte digest."""
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def box_row(image_id, label, pixels, size=(64, 48), group_of=0, depiction=0) -> list[str]:
+    """An annotation row for a box given in pixels (left, top, right, bottom) of an image of `size`."""
+    (left, top, right, bottom), (width, height) = pixels, size
+    return [image_id, "xclick", label, "1", repr(left / width), repr(right / width), repr(top / height), repr(bottom / height),
+            "0", "0", str(group_of), str(depiction), "0"]
+
+
+def image_row(image_id, url, md5="", rotation="0.0", subset="train") -> list[str]:
+    return [image_id, subset, url, f"https://www.flickr.com/photos/someone/{image_id}", "https://creativecommons.org/licenses/by/2.0/",
+            "https://www.flickr.com/people/someone/", "Some One", f"Photo {image_id}, with a comma", "12345", md5,
+            url.replace(".jpg", "_z.jpg"), rotation]
+
+
+def write_meta(folder: Path, classes: dict[str, str], annotations: dict[str, list], image_lists: dict[str, list]) -> Path:
+    """class-descriptions-boxable.csv (no header) and the given annotation / image-list files (with headers).
+    Rows are lists of strings written as they are, so a test can plant malformed ones."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "class-descriptions-boxable.csv").open("w", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(classes.items())
+    for files, header in ((annotations, BOX_HEADER), (image_lists, IMAGE_HEADER)):
+        for name, rows in files.items():
+            with (folder / name).open("w", newline="") as handle:
+                csv.writer(handle, lineterminator="\n").writerows([header, *rows])
+    return folder

@@ -1,0 +1,518 @@
+"""Carve an image-classification dataset out of Open Images' boxable classes.
+
+    python -m training.open_images --classes "Hamburger" "Sandwich" --meta DIR --out DIR
+
+--meta holds the metadata as distributed: class-descriptions-boxable.csv (no header),
+*-annotations-bbox.csv and *-images-*with-rotation.csv (train-images-boxable-with-rotation.csv,
+validation-images-with-rotation.csv, ...). They run over a gigabyte, so they are streamed
+row by row and hashed on the way. The images holding boxes of the classes are downloaded
+into <out>/images/<ImageID>.jpg and every box is cropped into
+<out>/images_cropped/<class folder>/<ImageID>_<k>.jpg, a folder per class as image
+classification loaders expect; <out>/manifest.json says what went in, what came out, and
+what was skipped and why.
+
+Boxes are in the frame of the stored pixels, and Rotation is "the degrees (counterclockwise)
+that the image and boxes should be rotated": so the image is decoded without EXIF
+orientation, the box cropped, and the crop rotated. Runs resume: a downloaded image is
+never fetched again, and failures for good (404, placeholder, MD5 mismatch, not an image)
+are remembered in <out>/download_failures.json (--retry-failed tries them again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import difflib
+import hashlib
+import io
+import json
+import os
+import platform
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from http.client import HTTPException
+from importlib import metadata
+from pathlib import Path
+
+import PIL
+from PIL import Image
+from tqdm import tqdm
+
+# SHA-256 of images served in place of a removed photo without a telling redirect.
+PLACEHOLDER_SHA256: frozenset[str] = frozenset()
+PLACEHOLDER = "placeholder: photo no longer available"
+JPEG_QUALITY = 95  # fixed, so the same inputs give the same bytes
+USER_AGENT = "open-images-crops/1.0 (Python urllib)"
+
+
+@dataclass(frozen=True)
+class Class:
+    name: str  # display name, as Open Images spells it
+    label: str  # e.g. /m/0cdn1
+    folder: str  # e.g. hamburger
+
+
+@dataclass(frozen=True)
+class Box:
+    image: str
+    k: int  # index among the image's boxes of the wanted classes, in (file, line) order
+    label: str
+    xmin: float
+    xmax: float
+    ymin: float
+    ymax: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.image}_{self.k}"
+
+
+class Report:
+    """What was left out, and why: goes into the manifest."""
+
+    def __init__(self):
+        self.images: dict[str, str] = {}
+        self.boxes: list[dict] = []
+        self.dropped: dict[str, Counter] = defaultdict(Counter)  # reason -> class folder -> boxes
+
+    def skip_image(self, image: str, reason: str):
+        self.images.setdefault(image, reason)  # the first reason is the real one
+
+    def skip_box(self, box: Box, folder: str, reason: str):
+        self.boxes.append({"image": box.image, "box": box.k, "class": folder, "reason": reason})
+
+    def skip_row(self, file: str, line: int, reason: str):
+        self.boxes.append({"file": file, "line": line, "reason": reason})
+
+
+# --- reading the metadata --------------------------------------------------------------
+
+class Hashing(io.RawIOBase):
+    """A file read through this is hashed (and its progress shown) on the way: one pass."""
+
+    def __init__(self, handle, sha, bar):
+        self.handle, self.sha, self.bar = handle, sha, bar
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        count = self.handle.readinto(buffer)
+        self.sha.update(memoryview(buffer)[:count])
+        self.bar.update(count)
+        return count
+
+
+def stream_csv(path: Path, digests: dict, progress: bool):
+    """Yield (line number, row) without loading the file; its SHA-256 lands in digests.
+    A row the csv module cannot parse comes as the csv.Error, so the caller reports it."""
+    sha = hashlib.sha256()
+    with path.open("rb", buffering=0) as raw, tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"reading {path.name}",
+                                                   file=sys.stderr, disable=not progress, leave=False) as bar:
+        # utf-8-sig drops a byte-order mark; newline="" as the csv module wants
+        text = io.TextIOWrapper(io.BufferedReader(Hashing(raw, sha, bar), 1 << 20), "utf-8-sig", "replace", newline="")
+        reader = csv.reader(text)
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as error:
+                row = error
+            yield reader.line_num, row
+    digests[path.name] = {"sha256": sha.hexdigest(), "bytes": path.stat().st_size}
+
+
+def read_header(path: Path, rows, required) -> tuple[dict[str, int], int]:
+    _, header = next(rows, (0, []))
+    columns = {name.strip(): i for i, name in enumerate(header if isinstance(header, list) else [])}
+    missing = [name for name in required if name not in columns]
+    if missing:
+        raise SystemExit(f"{path} lacks column(s) {', '.join(missing)}: not an Open Images file of this kind?")
+    return columns, len(header)
+
+
+def read_class_names(meta: Path, digests: dict) -> dict[str, str]:
+    """label id -> display name."""
+    path = meta / "class-descriptions-boxable.csv"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: --meta must hold Open Images' class-descriptions-boxable.csv")
+    return {row[0].strip(): row[1].strip() for _, row in stream_csv(path, digests, False) if isinstance(row, list) and len(row) == 2}
+
+
+def resolve_classes(wanted: list[str], names: dict[str, str]) -> list[Class]:
+    """Match the requested names case-insensitively; an unknown one stops with close matches."""
+    by_lower = {}
+    for label, name in sorted(names.items()):
+        by_lower.setdefault(name.lower(), Class(name, label, name.lower().replace(" ", "_").replace("/", "_")))
+    classes = {}
+    for text in wanted:
+        key = text.strip().lower()
+        if key not in by_lower:
+            close = [by_lower[m].name for m in difflib.get_close_matches(key, list(by_lower), n=5)]
+            close += sorted(c.name for k, c in by_lower.items() if key and key in k and c.name not in close)[:10]
+            raise SystemExit(f"Unknown class {text!r}. " + (f"Close matches: {', '.join(close)}" if close else "No close matches."))
+        classes[by_lower[key].label] = by_lower[key]
+    if len({c.folder for c in classes.values()}) < len(classes):
+        raise SystemExit("Two classes would share one folder: " + ", ".join(c.name for c in classes.values()))
+    return sorted(classes.values(), key=lambda c: c.folder)
+
+
+def drop_reason(row: list[str], columns: dict[str, int], box: Box, args) -> str | None:
+    """Why an option leaves this box out, if it does. Flags are 0/1, -1 unknown (kept)."""
+    def flag(name):
+        return name in columns and row[columns[name]].strip() == "1"
+
+    if args.drop_group_of and flag("IsGroupOf"):
+        return "group-of"
+    if args.drop_depiction and flag("IsDepiction"):
+        return "depiction"
+    if min(box.xmax - box.xmin, box.ymax - box.ymin) < args.min_box_size:
+        return f"smaller than --min-box-size {args.min_box_size}"
+    return None
+
+
+def read_boxes(meta: Path, classes: dict[str, Class], args, digests: dict, report: Report) -> list[Box]:
+    """Boxes of the wanted labels that the options keep, in (file, line) order."""
+    files = sorted(meta.glob("*-annotations-bbox.csv"))
+    if not files:
+        raise SystemExit(f"No *-annotations-bbox.csv in {meta}")
+    coordinates = ("XMin", "XMax", "YMin", "YMax")
+    boxes, seen = [], Counter()
+    for path in files:
+        rows = stream_csv(path, digests, not args.quiet)
+        columns, width = read_header(path, rows, ("ImageID", "LabelName", *coordinates))
+        for line, row in rows:
+            if isinstance(row, csv.Error) or (row and len(row) != width):
+                report.skip_row(path.name, line, f"malformed row: {row}" if isinstance(row, csv.Error)
+                                else f"malformed row: {len(row)} fields, the header has {width}")
+                continue
+            if not row or row[columns["LabelName"]].strip() not in classes:
+                continue  # parse only the wanted rows: the files hold millions
+            try:
+                xmin, xmax, ymin, ymax = (float(row[columns[name]]) for name in coordinates)
+            except ValueError:
+                report.skip_row(path.name, line, "malformed row: non-numeric coordinates")
+                continue
+            if not (0.0 <= xmin < xmax <= 1.0 and 0.0 <= ymin < ymax <= 1.0):  # also catches nan
+                report.skip_row(path.name, line, f"malformed row: XMin {xmin} XMax {xmax} YMin {ymin} YMax {ymax} "
+                                                 "(need 0 <= min < max <= 1)")
+                continue
+            image, label = row[columns["ImageID"]].strip(), row[columns["LabelName"]].strip()
+            if not image:
+                report.skip_row(path.name, line, "malformed row: no ImageID")
+                continue
+            box = Box(image, seen[image], label, xmin, xmax, ymin, ymax)
+            seen[image] += 1
+            reason = drop_reason(row, columns, box, args)
+            if reason:
+                report.skip_box(box, classes[label].folder, reason)
+            else:
+                boxes.append(box)
+    return boxes
+
+
+def parse_rotation(text: str) -> int:
+    """0/90/180/270; empty or nan (the photo was gone when rotations were collected) is tried as stored."""
+    text = text.strip().lower()
+    if text in ("", "nan"):
+        return 0
+    angle = float(text)
+    if angle not in (0, 90, 180, 270):
+        raise ValueError(text)
+    return int(angle)
+
+
+def read_images(meta: Path, wanted: set[str], args, digests: dict, report: Report) -> dict[str, dict]:
+    """ImageID -> {subset, url, md5, rotation} for the wanted images (first list, by file name, wins)."""
+    files = sorted(meta.glob("*-images-*with-rotation.csv"))
+    if not files:
+        raise SystemExit(f"No *-images-*with-rotation.csv (e.g. train-images-boxable-with-rotation.csv) in {meta}")
+    images = {}
+    for path in files:
+        rows = stream_csv(path, digests, not args.quiet)
+        columns, width = read_header(path, rows, ("ImageID", "Subset", "OriginalURL", "OriginalMD5", "Rotation"))
+        for line, row in rows:
+            image = row[columns["ImageID"]].strip() if isinstance(row, list) and len(row) > columns["ImageID"] else ""
+            if image not in wanted or image in images or image in report.images:
+                continue
+            if len(row) != width:
+                report.skip_image(image, f"malformed image-list row ({path.name}:{line})")
+                continue
+            try:
+                rotation = parse_rotation(row[columns["Rotation"]])
+            except ValueError:
+                report.skip_image(image, f"unsupported rotation {row[columns['Rotation']]!r}")
+                continue
+            images[image] = {"subset": row[columns["Subset"]].strip(), "url": row[columns["OriginalURL"]].strip(),
+                             "md5": row[columns["OriginalMD5"]].strip(), "rotation": rotation}
+    return images
+
+
+def select(boxes: list[Box], images: dict[str, dict], classes: dict[str, Class], args, report: Report) -> dict[str, list[Box]]:
+    """ImageID -> boxes to crop. Images go by sorted ImageID and boxes by k, so --max-per-class
+    picks the same boxes every run. The cap is applied before downloading: images that then
+    fail leave their class below the cap."""
+    by_image = defaultdict(list)
+    for box in boxes:
+        by_image[box.image].append(box)
+    taken, chosen = Counter(), {}
+    for image in sorted(by_image):
+        info = images.get(image)
+        for box in sorted(by_image[image], key=lambda b: b.k):
+            folder = classes[box.label].folder
+            if info is None:
+                report.skip_image(image, "not in image list")
+            elif args.subset and info["subset"] not in args.subset:
+                report.dropped["not in --subset"][folder] += 1
+            elif not info["url"]:
+                report.skip_image(image, "no OriginalURL")
+            elif args.max_per_class and taken[folder] >= args.max_per_class:
+                report.dropped["over --max-per-class"][folder] += 1
+            else:
+                taken[folder] += 1
+                chosen.setdefault(image, []).append(box)
+    return chosen
+
+
+# --- downloading -----------------------------------------------------------------------
+
+class RateLimit:
+    """At most `rate` requests a second over all threads: each request takes the next free slot."""
+
+    def __init__(self, rate: float):
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.next = 0.0
+        self.lock = threading.Lock()
+
+    def wait(self):
+        with self.lock:
+            now = time.monotonic()
+            slot = max(now, self.next)
+            self.next = slot + self.interval
+        time.sleep(slot - now)
+
+
+class Retry(Exception):
+    """Worth another try: connection trouble, a timeout, HTTP 429 or 5xx."""
+
+
+class Skip(Exception):
+    """Skipped for good, with this reason."""
+
+
+def fetch(url: str, part: Path, timeout: float):
+    """GET url into part (redirects followed); returns (final URL, MD5 digest, SHA-256 hex)."""
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    md5, sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response, part.open("wb") as out:
+            while chunk := response.read(1 << 16):  # a body cut short raises IncompleteRead
+                out.write(chunk)
+                md5.update(chunk)
+                sha.update(chunk)
+            return response.geturl(), md5.digest(), sha.hexdigest()
+    except urllib.error.HTTPError as error:
+        error.close()  # its body is not needed
+        if error.code == 429 or error.code >= 500:
+            raise Retry(f"HTTP {error.code}") from None
+        if error.code in (403, 404, 410):
+            raise Skip(f"not found (HTTP {error.code})") from None
+        raise Skip(f"HTTP {error.code}") from None
+    except (urllib.error.URLError, HTTPException, OSError) as error:  # refused, reset, timed out
+        raise Retry(f"{type(error).__name__}: {getattr(error, 'reason', error)}") from None
+
+
+def download(image: str, info: dict, folder: Path, args, limit: RateLimit) -> tuple[str | None, bool]:
+    """Fetch one image to folder/<ImageID>.jpg. Returns (None, _) when kept, else (reason,
+    whether the failure is for good). Only a checked file is renamed into place."""
+    part = folder / f"{image}.jpg.part"
+    try:
+        for attempt in range(args.retries + 1):
+            if attempt:
+                time.sleep(args.backoff * 2 ** (attempt - 1))
+            limit.wait()
+            try:
+                final_url, md5, sha = fetch(info["url"], part, args.timeout)
+                break
+            except Retry as error:
+                last = error
+        else:
+            return f"download failed after {args.retries + 1} attempts: {last}", False
+        if "photo_unavailable" in final_url or sha in PLACEHOLDER_SHA256:
+            raise Skip(PLACEHOLDER)  # Flickr redirects removed photos to a placeholder image
+        if info["md5"] and base64.b64encode(md5).decode() != info["md5"]:
+            raise Skip("MD5 mismatch")  # OriginalMD5 is base64 of the raw digest
+        try:
+            with Image.open(part) as decoded:
+                decoded.load()
+        except Exception as error:  # Pillow raises many kinds; the class name keeps the reason path-free
+            raise Skip(f"undecodable image ({type(error).__name__})") from None
+        os.replace(part, folder / f"{image}.jpg")
+        return None, False
+    except Skip as error:
+        return str(error), True
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def download_all(chosen: dict, images: dict, out: Path, args, report: Report) -> int:
+    """Download what is missing, concurrently; returns how many images were fetched."""
+    folder = out / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    for part in folder.glob("*.part"):
+        part.unlink()  # left by a run that was cut off
+    failures_file = out / "download_failures.json"
+    failures = json.loads(failures_file.read_text()) if failures_file.is_file() else {}
+    todo = []
+    for image in sorted(chosen):
+        known = failures.get(image)
+        if (folder / f"{image}.jpg").is_file():
+            continue  # fetched and checked by an earlier run
+        if known and known["url"] == images[image]["url"] and not args.retry_failed:
+            report.skip_image(image, known["reason"])
+        else:
+            todo.append(image)
+
+    fetched, limit = 0, RateLimit(args.rate)
+    pool = ThreadPoolExecutor(args.workers)
+    try:
+        futures = {pool.submit(download, image, images[image], folder, args, limit): image for image in todo}
+        for future in tqdm(as_completed(futures), total=len(futures), desc="downloading", unit="img",
+                           file=sys.stderr, disable=args.quiet):
+            image = futures[future]
+            reason, for_good = future.result()
+            if reason is None:
+                fetched += 1
+                failures.pop(image, None)
+            else:
+                report.skip_image(image, reason)
+                if for_good:
+                    failures[image] = {"url": images[image]["url"], "reason": reason}
+    finally:
+        pool.shutdown(cancel_futures=True)  # on Ctrl-C, start nothing new
+        write_atomic(failures_file, json.dumps(failures, indent=1, sort_keys=True).encode())
+    return fetched
+
+
+# --- cropping and the manifest -------------------------------------------------------
+
+def write_atomic(path: Path, data: bytes):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    try:
+        part.write_bytes(data)
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)  # only left when cut off before the rename
+
+
+def crop_all(chosen: dict, images: dict, out: Path, classes: dict[str, Class], args, report: Report) -> list[dict]:
+    """Crop every chosen box of every downloaded image; returns the crops, with their SHA-256."""
+    root = out / "images_cropped"
+    for c in classes.values():
+        (root / c.folder).mkdir(parents=True, exist_ok=True)  # a class with no crop still has its folder
+    crops = []
+    for image in tqdm(sorted(chosen), desc="cropping", unit="img", file=sys.stderr, disable=args.quiet):
+        source = out / "images" / f"{image}.jpg"
+        if not source.is_file():
+            continue  # skipped while downloading, already reported
+        try:
+            with Image.open(source) as stored:  # Image.open applies no EXIF orientation: boxes are in the stored frame
+                pixels = stored.convert("RGB")
+        except Exception as error:
+            report.skip_image(image, f"undecodable image ({type(error).__name__})")
+            continue
+        width, height = pixels.size
+        for box in chosen[image]:
+            folder = classes[box.label].folder
+            left, right = round(box.xmin * width), round(box.xmax * width)
+            top, bottom = round(box.ymin * height), round(box.ymax * height)
+            if right - left < 2 or bottom - top < 2:
+                report.skip_box(box, folder, "tiny box")
+                continue
+            crop = pixels.crop((left, top, right, bottom)).rotate(images[image]["rotation"], expand=True)  # counterclockwise
+            buffer = io.BytesIO()
+            crop.save(buffer, "JPEG", quality=JPEG_QUALITY)
+            write_atomic(root / folder / f"{box.name}.jpg", buffer.getvalue())
+            crops.append({"file": f"{folder}/{box.name}.jpg", "image": image, "box": box.k, "label": box.label,
+                          "xyxy": [left, top, right, bottom], "rotation": images[image]["rotation"],
+                          "sha256": hashlib.sha256(buffer.getvalue()).hexdigest()})
+    # The folders then hold exactly this build: no crops from earlier options, no leftovers.
+    keep = {root / crop["file"] for crop in crops}
+    for path in root.rglob("*"):
+        if path.is_file() and path not in keep:
+            path.unlink()
+    return crops
+
+
+def write_manifest(out: Path, args, classes: dict[str, Class], digests: dict, report: Report, crops: list[dict]) -> dict:
+    """Everything that went in and came out; no timestamps or absolute paths, so equal inputs give equal bytes."""
+    counts = Counter(crop["file"].split("/")[0] for crop in crops)
+    manifest = {
+        "sources": digests,
+        "options": {k: v for k, v in vars(args).items() if k not in ("meta", "out", "quiet")},  # not paths
+        "classes": [asdict(c) for c in sorted(classes.values(), key=lambda c: c.folder)],
+        "counts": {c.folder: counts[c.folder] for c in classes.values()},
+        "dropped": {reason: dict(per_class) for reason, per_class in report.dropped.items()},
+        "skipped_images": [{"image": image, "reason": reason} for image, reason in sorted(report.images.items())],
+        "skipped_boxes": sorted(report.boxes, key=lambda b: (b.get("file", ""), b.get("line", 0), b.get("image", ""), b.get("box", 0))),
+        "crops": sorted(crops, key=lambda crop: crop["file"]),
+        "versions": {"python": platform.python_version(), "pillow": PIL.__version__, "numpy": metadata.version("numpy")},
+    }
+    write_atomic(out / "manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+    return manifest
+
+
+# --- the command -----------------------------------------------------------------------
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Crop Open Images boxes of some classes into a folder-per-class dataset.")
+    parser.add_argument("--classes", nargs="+", required=True, help="display names, e.g. Hamburger Sandwich (any case)")
+    parser.add_argument("--meta", required=True, type=Path, help="folder with the Open Images metadata CSVs")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (images/, images_cropped/, manifest.json)")
+    parser.add_argument("--subset", nargs="+", help="keep only images of these Subset values (train, validation, test)")
+    parser.add_argument("--drop-group-of", action="store_true", help="drop boxes around groups of objects (IsGroupOf=1)")
+    parser.add_argument("--drop-depiction", action="store_true", help="drop drawings, toys, ... (IsDepiction=1)")
+    parser.add_argument("--min-box-size", type=float, default=0.0, help="drop boxes narrower or lower than this share of the image")
+    parser.add_argument("--max-per-class", type=int, default=0, help="at most this many boxes per class (0: all)")
+    parser.add_argument("--workers", type=int, default=8, help="concurrent downloads")
+    parser.add_argument("--retries", type=int, default=4, help="retries on connection errors, timeouts, 429 and 5xx")
+    parser.add_argument("--backoff", type=float, default=0.5, help="seconds before the first retry; doubles each time")
+    parser.add_argument("--rate", type=float, default=10.0, help="requests per second over all workers (0: no limit)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    parser.add_argument("--retry-failed", action="store_true", help="try again images that failed for good in earlier runs")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    if args.workers < 1 or args.retries < 0 or args.max_per_class < 0 or not 0.0 <= args.min_box_size < 1.0:
+        parser.error("need --workers >= 1, --retries >= 0, --max-per-class >= 0 and 0 <= --min-box-size < 1")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    digests, report = {}, Report()
+    classes = {c.label: c for c in resolve_classes(args.classes, read_class_names(args.meta, digests))}
+    boxes = read_boxes(args.meta, classes, args, digests, report)
+    images = read_images(args.meta, {box.image for box in boxes}, args, digests, report)
+    chosen = select(boxes, images, classes, args, report)
+    fetched = download_all(chosen, images, args.out, args, report)
+    crops = crop_all(chosen, images, args.out, classes, args, report)
+    manifest = write_manifest(args.out, args, classes, digests, report, crops)
+    summary = {"counts": manifest["counts"], "crops": len(crops),
+               "images": len(chosen), "fetched": fetched, "skipped_images": len(report.images),
+               "skipped_boxes": len(report.boxes), "manifest": str(args.out / "manifest.json")}
+    if not args.quiet:
+        print(json.dumps(summary, indent=1))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
