@@ -52,6 +52,14 @@ def guarded(predict, bundle):
     return handler
 
 
+def threshold_slider(bundle, noun: str):
+    """The multi-label threshold, starting at the bundle's tuned global threshold."""
+    default = round(bundle.metadata["thresholds"]["global"], 2)
+    return gr.Slider(0.0, 1.0, value=default, step=0.01, label="Threshold",
+                     info=f"0 shows every {noun}, 1 only certain ones; at {default} (tuned on validation) "
+                          f"each {noun} uses its own tuned threshold.")
+
+
 def examples(bundle, image_input):
     """The bundle's own example images (held-out photos, or the demo generator's pictures)."""
     folder = bundle.path / "examples"

@@ -27,15 +27,12 @@ def predict(bundle: Bundle, image, threshold: float | None = None) -> tuple[dict
 def tab(bundle: Bundle, ui):
     import gradio as gr
 
-    default = round(bundle.metadata["thresholds"]["global"], 2)
     with gr.Row():
         image = ui.ImageUpload(type="filepath", sources=["upload", "clipboard"], label="Photo")
         with gr.Column():
             tags = gr.Label(num_top_classes=bundle.metadata.get("max_labels", 10), label="Suggested hashtags")
             line = gr.Textbox(label="Hashtags to copy", buttons=["copy"], interactive=False)
-    threshold = gr.Slider(0.0, 1.0, value=default, step=0.01, label="Threshold",
-                          info=f"0 shows every tag, 1 only certain ones; at {default} (tuned on validation) "
-                               f"each tag uses its own tuned threshold.")
+    threshold = ui.threshold_slider(bundle, "tag")
     button = gr.Button("Suggest hashtags", variant="primary")
     button.click(ui.guarded(predict, bundle), inputs=[image, threshold], outputs=[tags, line], api_name=API_NAME,
                  concurrency_limit=ui.CONCURRENCY)

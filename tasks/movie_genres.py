@@ -32,15 +32,12 @@ def predict(bundle: Bundle, image, threshold: float | None = None) -> tuple[dict
 def tab(bundle: Bundle, ui):
     import gradio as gr
 
-    default = round(bundle.metadata["thresholds"]["global"], 2)
     with gr.Row():
         image = ui.ImageUpload(type="filepath", sources=["upload", "clipboard"], label="Poster")
         with gr.Column():
             genres = gr.Label(num_top_classes=TOP_K, label="Three most likely genres")
             verdict = gr.Textbox(label="Genres that pass the threshold", interactive=False)
-    threshold = gr.Slider(0.0, 1.0, value=default, step=0.01, label="Threshold",
-                          info=f"0 shows every genre, 1 only certain ones; at {default} (tuned on validation) "
-                               f"each genre uses its own tuned threshold.")
+    threshold = ui.threshold_slider(bundle, "genre")
     button = gr.Button("Find the genres", variant="primary")
     button.click(ui.guarded(predict, bundle), inputs=[image, threshold], outputs=[genres, verdict], api_name=API_NAME,
                  concurrency_limit=ui.CONCURRENCY)
