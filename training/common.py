@@ -28,7 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # --- options -------------------------------------------------------------------------
 
-def common_parser(description: str, default_size: int, default_backbone: str) -> argparse.ArgumentParser:
+def common_parser(description: str, default_size: int, default_backbone: str,
+                  backbones=None) -> argparse.ArgumentParser:
+    """The options every recipe shares; `backbones` replaces the classifier backbones (e.g. U-Net encoders)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", required=True, type=Path, help="the dataset folder, as distributed")
     parser.add_argument("--out", required=True, type=Path, help="where to write the model bundle")
@@ -38,7 +40,7 @@ def common_parser(description: str, default_size: int, default_backbone: str) ->
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=default_size, help="square input side in pixels")
-    parser.add_argument("--backbone", default=default_backbone, choices=sorted(BACKBONES))
+    parser.add_argument("--backbone", default=default_backbone, choices=sorted(backbones or BACKBONES))
     parser.add_argument("--weights", default="imagenet", help="imagenet, none, or a path to a no-top weights file")
     parser.add_argument("--patience", type=int, default=5, help="EarlyStopping patience (epochs)")
     parser.add_argument("--seed", type=int, default=1337)
@@ -105,7 +107,7 @@ def _application(name, scale_to_unit_range):
         from keras import layers
 
         constructor = getattr(keras.applications, name)
-        base = constructor(include_top=False, weights=_weights_argument(weights, name), input_shape=input_shape, pooling="avg")
+        base = constructor(include_top=False, weights=weights_argument(weights, name), input_shape=input_shape, pooling="avg")
         if not scale_to_unit_range:
             return base
         inputs = keras.Input(input_shape)
@@ -126,7 +128,7 @@ BACKBONES = {
 }
 
 
-def _weights_argument(weights, name):
+def weights_argument(weights, name):
     if weights in (None, "none"):
         return None
     if weights == "imagenet":
@@ -155,26 +157,51 @@ def is_pretrained(weights) -> bool:
     return weights not in (None, "none")
 
 
+def leaf_layers(model) -> list:
+    """A backbone's layers in order, looking inside nested models (our wrappers hold a
+    keras.applications network as one layer, so counting the wrapper's layers would not do)."""
+    leaves = []
+    for layer in model.layers:
+        if getattr(layer, "layers", None):
+            leaves += leaf_layers(layer)
+        else:
+            leaves.append(layer)
+    return leaves
+
+
 def unfreeze_top(base, fraction: float) -> int:
     """Unfreeze the top `fraction` of the backbone's layers, BatchNorm excepted (keras-io recipe)."""
     base.trainable = True
-    layers = base.layers
-    cut = int(len(layers) * (1.0 - fraction))
+    for layer in base.layers:
+        if getattr(layer, "layers", None):
+            layer.trainable = True
+    leaves = leaf_layers(base)
+    cut = int(len(leaves) * (1.0 - fraction))
     count = 0
-    for index, layer in enumerate(layers):
-        trainable = index >= cut and layer.__class__.__name__ != "BatchNormalization"
-        layer.trainable = trainable
-        count += trainable
+    for index, layer in enumerate(leaves):
+        layer.trainable = index >= cut and layer.__class__.__name__ != "BatchNormalization"
+        count += layer.trainable
     return count
 
 
-def fit_two_phases(model, base, args, train, val, compile_model):
-    """Phase 1: train (the head on a frozen pretrained base, or everything from scratch).
-    Phase 2: unfreeze the top of a pretrained base and go on at a tenth of the rate."""
+def fit_two_phases(model, base, args, train, val, compile_model, epochs=None, fine_tune_epochs=None,
+                   first_phase_fraction: float = 0.0):
+    """Phase 1: train the head on a frozen pretrained base (or its top `first_phase_fraction`
+    too, as the age & gender course does), or everything from scratch.
+    Phase 2: unfreeze the top `--fine-tune-fraction` of a pretrained base and go on at a tenth of the rate.
+    `train` is (x, y) arrays or a tf.data.Dataset; epochs default to --epochs / --fine-tune-epochs."""
+    epochs = args.epochs if epochs is None else epochs
+    fine_tune_epochs = args.fine_tune_epochs if fine_tune_epochs is None else fine_tune_epochs
+    fit = dict(validation_data=val, verbose=2)
+    if isinstance(train, tuple):
+        fit["batch_size"] = args.batch_size
+    else:
+        train = (train,)
+    if is_pretrained(args.weights) and first_phase_fraction > 0:
+        print(f"Phase 1: the head and the top {unfreeze_top(base, first_phase_fraction)} backbone layers train")
     compile_model(model, args.learning_rate)
-    fit = dict(batch_size=args.batch_size, validation_data=val, verbose=2)
-    model.fit(*train, epochs=args.epochs, callbacks=[early_stopping(args.patience)], **fit)
-    if args.fine_tune_epochs <= 0:
+    model.fit(*train, epochs=epochs, callbacks=[early_stopping(args.patience)], **fit)
+    if fine_tune_epochs <= 0:
         return
     if is_pretrained(args.weights):
         unfrozen = unfreeze_top(base, args.fine_tune_fraction)
@@ -182,7 +209,7 @@ def fit_two_phases(model, base, args, train, val, compile_model):
     else:
         print(f"Continuing the from-scratch network at learning rate {args.learning_rate / 10:g}")
     compile_model(model, args.learning_rate / 10)
-    model.fit(*train, epochs=args.fine_tune_epochs, callbacks=[early_stopping(args.patience)], **fit)
+    model.fit(*train, epochs=fine_tune_epochs, callbacks=[early_stopping(args.patience)], **fit)
 
 
 def backbone_features(image_size: int, backbone: str, weights: str, augmentation: list):
@@ -423,7 +450,7 @@ def provenance() -> dict:
 
 def model_card(title: str, summary: str, metadata: dict, tags: list[str], datasets: list[str],
                metric_rows: list[tuple[str, float]], body: str = "",
-               pipeline_tag: str = "image-classification") -> str:
+               pipeline_tag: str = "image-classification", networks=("classifier",)) -> str:
     """A Hub model card: front matter from huggingface_hub's ModelCardData, then the evaluation table."""
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -437,6 +464,7 @@ def model_card(title: str, summary: str, metadata: dict, tags: list[str], datase
     table = "\n".join(f"| {name} | {value:.4f} |" for name, value in metric_rows)
     dataset = metadata["dataset"]
     prov = metadata["provenance"]
+    loading = " and ".join(f'`keras.saving.load_model("{name}.keras", safe_mode=True)`' for name in networks)
     demo = "\n> **Demo model trained on synthetic data — its predictions mean nothing.**\n" if metadata.get("demo") else ""
     text = f"""---
 {data.to_yaml()}
@@ -461,7 +489,7 @@ Content hash (SHA-256 of paths and bytes): `{dataset.get('sha256', '?')}`.
 
 RGB image resized to {metadata['input']['size'][0]} x {metadata['input']['size'][1]}, float pixels in 0..255;
 normalisation is inside the network. Load with
-`keras.saving.load_model("classifier.keras", safe_mode=True)`; labels in output order are in `task.json`.
+{loading}; labels in output order are in `task.json`.
 
 ## Reproduce
 
