@@ -4,11 +4,13 @@ A task module provides NAME, TITLE, API_NAME, DESCRIPTION, TRAIN_COMMAND,
 a plain `predict(bundle, image)` and `tab(bundle, ui)` declaring its components.
 """
 
-from tasks import dog_breed, hashtags, movie_genres, sandwich
+from tasks import age_gender, caries, dog_breed, hashtags, movie_genres, sandwich
 
 TASKS = [
     dog_breed,
     hashtags,
     movie_genres,
+    age_gender,
+    caries,
     sandwich,
 ]

@@ -1,0 +1,308 @@
+"""Age & gender: dataset readers and cleaning, face detection and straightening, the three
+networks learning from drawn faces, and the live endpoint."""
+
+import json
+import math
+import shutil
+from datetime import date
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image, ImageDraw
+
+from conftest import page_text, running_app
+from core import faces
+from core.bundle import load_bundle
+from training import age_gender, face_data
+from training.face_data import GENDERS
+from training.synthetic_faces import (draw_face, make_imdb_wiki, make_utkface, matlab_datenum,
+                                      write_imdb_wiki_mat)
+
+# A small run of the real recipe on drawn faces; the rotation network learns the full circle.
+QUICK = ["--backbone", "small", "--weights", "none", "--image-size", "48", "--epochs", "12", "--patience", "6",
+         "--fine-tune-epochs", "1", "--batch-size", "32", "--max-angle", "180", "--angle-bin", "10"]
+
+
+# --- readers and cleaning ----------------------------------------------------------------------
+
+def wiki_row(path, born, taken, gender=1.0, score=3.0, second=float("nan")):
+    return {"dob": matlab_datenum(born) if isinstance(born, date) else born, "photo_taken": taken,
+            "full_path": path, "gender": gender, "face_score": score, "second_face_score": second}
+
+
+def test_matlab_birth_dates_match_the_real_file_names():
+    # wiki.mat's first row: dob 723671, path 17/10000217_1981-05-05_2009.jpg
+    assert face_data.birth_year(723671) == 1981
+    assert face_data.birth_year(matlab_datenum(date(1999, 12, 31))) == 1999
+
+
+def test_imdb_wiki_cleaning_keeps_exactly_the_clean_rows(tmp_path):
+    rows = [
+        wiki_row("01/a.jpg", date(1980, 3, 1), 2010, gender=1.0),              # kept: Male, 30
+        wiki_row("01/b.jpg", date(1990, 11, 30), 2000, gender=0.0),            # kept: Female, 10
+        wiki_row("02/c.jpg", date(1915, 1, 1), 2015, gender=0.0, score=1.5),   # kept: Female, 100 (edge)
+        wiki_row("02/d.jpg", date(1980, 1, 1), 2010, score=-math.inf),         # no face
+        wiki_row("02/e.jpg", date(1980, 1, 1), 2010, score=0.7),               # low face score
+        wiki_row("03/f.jpg", date(1980, 1, 1), 2010, second=2.5),              # second face
+        wiki_row("03/g.jpg", date(1980, 1, 1), 2010, gender=float("nan")),     # unknown gender
+        wiki_row("03/h.jpg", date(1850, 1, 1), 2010),                          # age 160
+        wiki_row("04/i.jpg", date(2012, 1, 1), 2010),                          # age -2
+        wiki_row("04/j.jpg", 0.0, 2010),                                       # dob 0: no such date
+        wiki_row("04/k.jpg", date(1980, 1, 1), 2010, score=-math.inf, second=1.0),  # counted once, first reason
+    ]
+    mat = write_imdb_wiki_mat(tmp_path / "wiki_crop" / "wiki.mat", rows)
+    records, report = face_data.read_imdb_wiki(mat)
+    kept = [(r.path.relative_to(tmp_path / "wiki_crop").as_posix(), GENDERS[r.gender], r.age) for r in records]
+    assert kept == [("01/a.jpg", "Male", 30.0), ("01/b.jpg", "Female", 10.0), ("02/c.jpg", "Female", 100.0)]
+    assert report.as_dict()["dropped"] == {"age_out_of_range": 2, "bad_date_of_birth": 1, "low_face_score": 1,
+                                           "no_face": 2, "second_face": 1, "unknown_gender": 1}
+    assert "wiki.mat row 8 (03/h.jpg)" in report.examples["age_out_of_range"]
+
+    # Through the data folder: images on disk are checked, missing ones counted as well.
+    for relative in ("01/a.jpg", "01/b.jpg"):
+        (tmp_path / "wiki_crop" / relative).parent.mkdir(parents=True, exist_ok=True)
+        draw_face(np.random.default_rng(0), "Male", 30, 48).save(tmp_path / "wiki_crop" / relative)
+    records, reports = face_data.read_faces(tmp_path)
+    assert len(records) == 2 and reports["wiki"]["kept"] == 2
+    assert reports["wiki"]["dropped"]["missing_image"] == 1 and reports["wiki"]["dropped"]["no_face"] == 2
+
+
+def test_utkface_names_including_malformed_ones(tmp_path):
+    folder = tmp_path / "UTKFace"
+    folder.mkdir()
+    names = {
+        "26_1_2_20170116174525125.jpg.chip.jpg": ("Female", 26.0),
+        "40_0_0_20170117135433394.jpg": ("Male", 40.0),
+        "100_0_0_20170112213500903.jpg.chip.jpg": ("Male", 100.0),
+        "39_1_20170116174525125.jpg.chip.jpg": "malformed_name",  # real: race field missing
+        "61_1_20170109150557335.jpg.chip.jpg": "malformed_name",  # real: race field missing
+        "24_0_1_20170116220224657 .jpg.chip.jpg": "malformed_name",  # stray space
+        "x_0_1_20170116220224657.jpg": "malformed_name",
+        "53__0_20170116184028385.jpg": "malformed_name",
+        "61_3_2_20170109150557335.jpg": "unknown_gender",
+        "116_0_0_20170120134921760.jpg.chip.jpg": "age_out_of_range",
+    }
+    for name in names:
+        (folder / name).write_bytes(b"jpeg")
+    (folder / "readme.txt").write_text("not an image name")
+    records, report = face_data.read_utkface(folder)
+    kept = {r.path.name: (GENDERS[r.gender], r.age) for r in records}
+    assert kept == {name: value for name, value in names.items() if isinstance(value, tuple)}
+    assert report.as_dict()["dropped"] == {"malformed_name": 5, "unknown_gender": 1, "age_out_of_range": 1}
+
+
+def test_both_gender_codes_map_to_the_same_labels(tmp_path):
+    mat = write_imdb_wiki_mat(tmp_path / "wiki.mat", [wiki_row("m.jpg", date(1980, 1, 1), 2000, gender=1.0),
+                                                      wiki_row("f.jpg", date(1980, 1, 1), 2000, gender=0.0)])
+    wiki, _ = face_data.read_imdb_wiki(mat)
+    assert [GENDERS[r.gender] for r in wiki] == ["Male", "Female"]
+    assert GENDERS[face_data.parse_utkface_name("20_0_0_1.jpg")[1]] == "Male"
+    assert GENDERS[face_data.parse_utkface_name("20_1_0_1.jpg")[1]] == "Female"
+
+
+def test_a_folder_without_either_dataset_says_what_is_expected(tmp_path):
+    with pytest.raises(SystemExit, match="wiki_crop/wiki.mat, imdb_crop/imdb.mat nor a UTKFace/"):
+        face_data.find_sources(tmp_path)
+
+
+# --- straightening and detection -----------------------------------------------------------------
+
+BACKGROUND = (40, 90, 40)
+
+
+def face_on_plain_ground(size=300, face=140):
+    """A drawn face (an ellipse of it) on a plain background, centred: (picture, centre)."""
+    picture = Image.new("RGB", (size, size), BACKGROUND)
+    mask = Image.new("L", (face, face), 0)
+    ImageDraw.Draw(mask).ellipse([0, 0, face - 1, face - 1], fill=255)
+    offset = (size - face) // 2
+    picture.paste(draw_face(np.random.default_rng(3), "Female", 50, face), (offset, offset), mask)
+    return picture, (size / 2, size / 2)
+
+
+def face_pixels(image) -> int:
+    diff = np.abs(np.asarray(image, np.int16) - np.array(BACKGROUND)).sum(axis=2)
+    return int((diff > 60).sum())
+
+
+@pytest.mark.parametrize("angle", [30.0, -75.0, 179.0])
+def test_straightening_restores_a_turned_face_and_cuts_nothing_off(angle):
+    picture, centre = face_on_plain_ground()
+    turned = picture.rotate(angle, resample=Image.Resampling.BICUBIC, center=centre, fillcolor=BACKGROUND)
+    side = 170  # the face is 140 wide: the crop holds all of it
+    reference = faces.rotated_crop(picture, centre, side, 0)
+    straightened = faces.rotated_crop(turned, centre, side, -angle)
+    error = np.abs(np.asarray(straightened, np.float32) - np.asarray(reference, np.float32)).mean()
+    assert error < 6, error  # two resamplings of a sharp drawing; a wrong turn gives > 30
+    wrong = np.abs(np.asarray(faces.rotated_crop(turned, centre, side, angle), np.float32)
+                   - np.asarray(reference, np.float32)).mean()
+    assert wrong > 3 * error
+    # Nothing of the face is lost: all of its pixels are in the crop, none touches the border.
+    assert face_pixels(straightened) == pytest.approx(face_pixels(reference), rel=0.03)
+    border = np.concatenate([np.asarray(straightened)[[0, -1]].reshape(-1, 3),
+                             np.asarray(straightened)[:, [0, -1]].reshape(-1, 3)])
+    assert (np.abs(border.astype(int) - BACKGROUND).sum(axis=1) < 30).all()
+
+
+def test_straightening_turns_the_whole_picture_so_corners_are_never_padding():
+    rng = np.random.default_rng(0)
+    picture = Image.fromarray(rng.integers(0, 200, (400, 400, 3), dtype=np.uint8))
+    for angle in (45.0, -90.0, 180.0):
+        crop = np.asarray(faces.rotated_crop(picture, (200, 200), 180, angle, fill=(255, 0, 255)))
+        assert not ((crop[..., 0] > 250) & (crop[..., 1] < 5) & (crop[..., 2] > 250)).any()
+
+
+def test_wrap_around_angles():
+    assert faces.angle_error(179, -179) == pytest.approx(2)
+    assert faces.wrap_angle(190) == pytest.approx(-170)
+    # Both encodings decode a face at +179 and one at -179 as neighbours.
+    from training.age_gender import rotation_bins, rotation_targets
+
+    bins = rotation_bins(180, 10)
+    for angle in (179.0, -179.0):
+        one_hot = np.eye(len(bins))[rotation_targets([angle], "bins", bins)]
+        assert faces.angle_error(faces.decode_rotation(one_hot, {"loss": "bins", "bin_centres": bins}), 180) <= 5
+        sincos = rotation_targets([angle], "sincos", None)
+        assert faces.angle_error(faces.decode_rotation(sincos, {"loss": "sincos"}), angle) < 1e-6
+
+
+def astronaut_face(angle):
+    """skimage's astronaut photo (a real face, shipped in the wheel) turned by `angle`; where the face
+    centre lands."""
+    from skimage import data
+
+    photo = Image.fromarray(data.astronaut())
+    turned = photo.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True)
+    return turned, faces.rotate_point((225, 135), angle, (256, 256), (turned.width / 2, turned.height / 2))
+
+
+@pytest.mark.parametrize("angle", [0, 20, -25])
+def test_the_detector_finds_a_real_tilted_face(angle):
+    photo, centre = astronaut_face(angle)
+    found = faces.detect_faces(photo)
+    assert 1 <= len(found) <= faces.MAX_FACES
+    near = [f for f in found if math.dist(f.centre, centre) < 45]
+    assert near, [(f.centre, f.side) for f in found]
+    assert 60 < near[0].side < 180  # the face is about 110 px across
+
+
+def test_the_detector_finds_nothing_in_a_picture_without_faces():
+    ramp = np.linspace(0, 255, 300)
+    picture = Image.fromarray(np.stack([np.tile(ramp, (200, 1))] * 3, axis=2).astype(np.uint8))
+    assert faces.detect_faces(picture) == []
+
+
+# --- training --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def faces_data(tmp_path_factory):
+    """Drawn faces in both layouts, with UTKFace's real naming problems and one broken image."""
+    root = tmp_path_factory.mktemp("faces")
+    make_imdb_wiki(root, count=160, size=72, seed=0)
+    make_utkface(root, count=160, size=72, seed=1)
+    some = next((root / "UTKFace").iterdir())
+    shutil.copy(some, root / "UTKFace" / "39_1_20170116174525125.jpg.chip.jpg")
+    shutil.copy(some, root / "UTKFace" / "61_3_1_20170109150557335.jpg")
+    (root / "UTKFace" / "25_0_0_20170101000000000.jpg.chip.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(faces_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundles") / "age_gender"
+    metrics = age_gender.main(["--data", str(faces_data), "--out", str(out), *QUICK])
+    return out, metrics
+
+
+def test_rotation_network_learns_the_tilt_and_wraps_around(trained):
+    path, metrics = trained
+    baseline = metrics["baselines"]["rotation_mae_best_constant"]
+    assert baseline > 60  # uniform over the full circle: about 90
+    assert metrics["rotation_mae_degrees"] < 0.35 * baseline, metrics
+    # The loaded bundle, on new faces: one face at +179 and at -179 reads as the same tilt.
+    bundle = load_bundle(path, "age_gender")
+    size = bundle.input_size[0]
+    predictions = {}
+    for tilt in (179.0, -179.0, 90.0):
+        image = draw_face(np.random.default_rng(11), "Male", 45, 96, tilt)
+        crop = faces.rotated_crop(image, (48, 48), faces.inner_side(96, 96), 0, size)
+        outputs = bundle.network("rotation")(np.asarray(crop, np.float32)[None])
+        predictions[tilt] = float(faces.decode_rotation(outputs, bundle.metadata["rotation"])[0])
+    assert faces.angle_error(predictions[179.0], predictions[-179.0]) < 40, predictions
+    assert faces.angle_error(predictions[179.0], 180) < 45 and faces.angle_error(predictions[90.0], 90) < 45, predictions
+
+
+def test_gender_and_age_heads_learn_far_better_than_baselines(trained):
+    path, metrics = trained
+    b = metrics["baselines"]
+    assert metrics["gender_accuracy"] > 0.8 and b["gender_accuracy_majority"] <= 0.55, metrics
+    assert metrics["age_mae"] < 0.5 * b["age_mae_train_mean"], metrics
+    assert metrics["age_rmse"] < 0.6 * b["age_rmse_train_mean"], metrics
+    metadata = json.loads((path / "task.json").read_text())
+    assert metadata["labels"] == ["Female", "Male"]
+    assert metadata["age"]["rmse"] == pytest.approx(metrics["age_rmse"])
+    assert set(metadata["networks"]) == {"rotation", "gender_age"}
+
+
+def test_dropped_rows_are_counted_by_reason_in_the_report(trained):
+    path, _ = trained
+    metadata = json.loads((path / "task.json").read_text())
+    report = metadata["dataset"]["report"]
+    assert report["wiki"]["kept"] == 160 and report["wiki"]["dropped"] == {}
+    assert report["utkface"]["dropped"] == {"malformed_name": 1, "unknown_gender": 1}
+    assert report["unreadable_images_count"] == 1 and "25_0_0_" in report["unreadable_images"][0]
+    card = (path / "README.md").read_text()
+    assert "malformed name 1" in card and "| rotation MAE (degrees) |" in card
+
+
+def test_predict_straightens_a_tilted_face(trained):
+    path, _ = trained
+    bundle = load_bundle(path, "age_gender")
+    image = draw_face(np.random.default_rng(5), "Female", 30, 160, -35.0)
+    from tasks import age_gender as task
+
+    annotated, gallery, angle, gender, age, summary = task.predict(bundle, image)
+    assert faces.angle_error(angle, -35) < 30, angle
+    assert annotated.size == image.size and len(gallery) >= 1 and gallery[0][0].size == (160, 160)
+    assert set(gender) == {"Female", "Male"} and sum(gender.values()) == pytest.approx(1, abs=1e-4)
+    assert age.endswith(f" ± {bundle.metadata['age']['rmse']:.0f} years")
+
+
+# --- the live endpoint -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def app(trained, tmp_path_factory):
+    root = tmp_path_factory.mktemp("app") / "models"
+    shutil.copytree(trained[0], root / "age_gender")
+    with running_app(root) as url:
+        yield url, Client(url, verbose=False)
+
+
+def test_live_endpoint_on_a_tilted_face(app, tmp_path):
+    url, client = app
+    photo = tmp_path / "tilted.png"
+    draw_face(np.random.default_rng(8), "Male", 60, 200, 150.0).save(photo)
+    annotated, gallery, angle, gender, age, summary = client.predict(handle_file(str(photo)), api_name="/age_gender")
+    assert Image.open(annotated["path"] if isinstance(annotated, dict) else annotated).size == (200, 200)
+    crop = gallery[0]["image"]
+    assert Image.open(crop["path"] if isinstance(crop, dict) else crop).size == (160, 160)
+    assert faces.angle_error(angle, 150) < 45, angle
+    assert {c["label"] for c in gender["confidences"]} == {"Female", "Male"}
+    assert " ± " in age and age.endswith("years")
+    assert "Face 1" in summary
+    assert "rotation mae degrees" in page_text(url)
+
+
+def test_live_endpoint_without_a_face_says_so_and_bad_files_get_clear_errors(app, tmp_path):
+    _, client = app
+    ramp = np.linspace(0, 255, 240)
+    blank = tmp_path / "no_face.png"
+    Image.fromarray(np.stack([np.tile(ramp, (180, 1))] * 3, axis=2).astype(np.uint8)).save(blank)
+    *_, age, summary = client.predict(handle_file(str(blank)), api_name="/age_gender")
+    assert "No face found" in summary and "whole picture" in summary and "years" in age
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"<html>not an image</html>")
+    with pytest.raises(Exception, match="not an image"):
+        client.predict(handle_file(str(junk)), api_name="/age_gender")
+    assert "No face found" in client.predict(handle_file(str(blank)), api_name="/age_gender")[-1]
