@@ -168,3 +168,59 @@ def genre_bundle(poster_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundles") / "movie_genres"
     movie_genres.main(["--data", str(poster_data), "--out", str(out), *QUICK_TRAINING])
     return out
+
+
+# A small run of the age & gender recipe on drawn faces; the rotation network learns the full circle.
+QUICK_AGE_GENDER = ["--backbone", "small", "--weights", "none", "--image-size", "48", "--epochs", "12",
+                    "--patience", "6", "--fine-tune-epochs", "1", "--batch-size", "32", "--max-angle", "180",
+                    "--angle-bin", "10"]
+
+
+@pytest.fixture(scope="session")
+def faces_data(tmp_path_factory):
+    """Drawn faces in both layouts, with UTKFace's real naming problems and one broken image."""
+    from training.synthetic_faces import make_imdb_wiki, make_utkface
+
+    root = tmp_path_factory.mktemp("faces")
+    make_imdb_wiki(root, count=160, size=72, seed=0)
+    make_utkface(root, count=160, size=72, seed=1)
+    some = next((root / "UTKFace").iterdir())
+    shutil.copy(some, root / "UTKFace" / "39_1_20170116174525125.jpg.chip.jpg")
+    shutil.copy(some, root / "UTKFace" / "61_3_1_20170109150557335.jpg")
+    (root / "UTKFace" / "25_0_0_20170101000000000.jpg.chip.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
+    return root
+
+
+@pytest.fixture(scope="session")
+def age_gender_trained(faces_data, tmp_path_factory):
+    """(bundle folder, held-out metrics) of one session-wide run of `python -m training.age_gender`."""
+    from training import age_gender
+
+    out = tmp_path_factory.mktemp("bundles") / "age_gender"
+    metrics = age_gender.main(["--data", str(faces_data), "--out", str(out), *QUICK_AGE_GENDER])
+    return out, metrics
+
+
+QUICK_CARIES = ["--image-size", "64", "--depth", "3", "--width", "8", "--epochs", "12", "--patience", "6",
+                "--batch-size", "16", "--learning-rate", "0.005"]
+
+
+@pytest.fixture(scope="session")
+def caries_data(tmp_path_factory):
+    """Synthetic radiographs -> VoTT export -> training.caries_masks -> the training layout."""
+    from training import caries_masks
+    from training.synthetic_xrays import make_caries_dataset
+
+    root = tmp_path_factory.mktemp("caries")
+    images, export = make_caries_dataset(root / "raw", count=60, size=(96, 64), teeth=(2, 3), seed=1)
+    caries_masks.main(["--annotations", str(export), "--images", str(images), "--out", str(root / "data")])
+    return root / "data"
+
+
+@pytest.fixture(scope="session")
+def caries_bundle(caries_data, tmp_path_factory):
+    from training import caries
+
+    out = tmp_path_factory.mktemp("bundles") / "caries"
+    caries.main(["--data", str(caries_data), "--out", str(out), *QUICK_CARIES])
+    return out

@@ -14,15 +14,10 @@ from PIL import Image, ImageDraw
 from conftest import page_text, running_app
 from core import faces
 from core.bundle import load_bundle
-from training import age_gender, face_data
+from training import face_data
 from training.face_data import GENDERS
-from training.synthetic_faces import (draw_face, make_imdb_wiki, make_utkface, matlab_datenum,
+from training.synthetic_faces import (draw_face, matlab_datenum,
                                       write_imdb_wiki_mat)
-
-# A small run of the real recipe on drawn faces; the rotation network learns the full circle.
-QUICK = ["--backbone", "small", "--weights", "none", "--image-size", "48", "--epochs", "12", "--patience", "6",
-         "--fine-tune-epochs", "1", "--batch-size", "32", "--max-angle", "180", "--angle-bin", "10"]
-
 
 # --- readers and cleaning ----------------------------------------------------------------------
 
@@ -195,28 +190,8 @@ def test_the_detector_finds_nothing_in_a_picture_without_faces():
 
 # --- training --------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def faces_data(tmp_path_factory):
-    """Drawn faces in both layouts, with UTKFace's real naming problems and one broken image."""
-    root = tmp_path_factory.mktemp("faces")
-    make_imdb_wiki(root, count=160, size=72, seed=0)
-    make_utkface(root, count=160, size=72, seed=1)
-    some = next((root / "UTKFace").iterdir())
-    shutil.copy(some, root / "UTKFace" / "39_1_20170116174525125.jpg.chip.jpg")
-    shutil.copy(some, root / "UTKFace" / "61_3_1_20170109150557335.jpg")
-    (root / "UTKFace" / "25_0_0_20170101000000000.jpg.chip.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
-    return root
-
-
-@pytest.fixture(scope="module")
-def trained(faces_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bundles") / "age_gender"
-    metrics = age_gender.main(["--data", str(faces_data), "--out", str(out), *QUICK])
-    return out, metrics
-
-
-def test_rotation_network_learns_the_tilt_and_wraps_around(trained):
-    path, metrics = trained
+def test_rotation_network_learns_the_tilt_and_wraps_around(age_gender_trained):
+    path, metrics = age_gender_trained
     baseline = metrics["baselines"]["rotation_mae_best_constant"]
     assert baseline > 60  # uniform over the full circle: about 90
     assert metrics["rotation_mae_degrees"] < 0.35 * baseline, metrics
@@ -233,8 +208,8 @@ def test_rotation_network_learns_the_tilt_and_wraps_around(trained):
     assert faces.angle_error(predictions[179.0], 180) < 45 and faces.angle_error(predictions[90.0], 90) < 45, predictions
 
 
-def test_gender_and_age_heads_learn_far_better_than_baselines(trained):
-    path, metrics = trained
+def test_gender_and_age_heads_learn_far_better_than_baselines(age_gender_trained):
+    path, metrics = age_gender_trained
     b = metrics["baselines"]
     assert metrics["gender_accuracy"] > 0.8 and b["gender_accuracy_majority"] <= 0.55, metrics
     assert metrics["age_mae"] < 0.5 * b["age_mae_train_mean"], metrics
@@ -245,8 +220,8 @@ def test_gender_and_age_heads_learn_far_better_than_baselines(trained):
     assert set(metadata["networks"]) == {"rotation", "gender_age"}
 
 
-def test_dropped_rows_are_counted_by_reason_in_the_report(trained):
-    path, _ = trained
+def test_dropped_rows_are_counted_by_reason_in_the_report(age_gender_trained):
+    path, _ = age_gender_trained
     metadata = json.loads((path / "task.json").read_text())
     report = metadata["dataset"]["report"]
     assert report["wiki"]["kept"] == 160 and report["wiki"]["dropped"] == {}
@@ -256,8 +231,8 @@ def test_dropped_rows_are_counted_by_reason_in_the_report(trained):
     assert "malformed name 1" in card and "| rotation MAE (degrees) |" in card
 
 
-def test_predict_straightens_a_tilted_face(trained):
-    path, _ = trained
+def test_predict_straightens_a_tilted_face(age_gender_trained):
+    path, _ = age_gender_trained
     bundle = load_bundle(path, "age_gender")
     image = draw_face(np.random.default_rng(5), "Female", 30, 160, -35.0)
     from tasks import age_gender as task
@@ -272,9 +247,9 @@ def test_predict_straightens_a_tilted_face(trained):
 # --- the live endpoint -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def app(trained, tmp_path_factory):
+def app(age_gender_trained, tmp_path_factory):
     root = tmp_path_factory.mktemp("app") / "models"
-    shutil.copytree(trained[0], root / "age_gender")
+    shutil.copytree(age_gender_trained[0], root / "age_gender")
     with running_app(root) as url:
         yield url, Client(url, verbose=False)
 

@@ -17,26 +17,6 @@ from test_images import bomb_png
 from training import caries, caries_masks
 from training.synthetic_xrays import draw_radiograph, make_caries_dataset
 
-QUICK = ["--image-size", "64", "--depth", "3", "--width", "8", "--epochs", "12", "--patience", "6",
-         "--batch-size", "16", "--learning-rate", "0.005"]
-
-
-@pytest.fixture(scope="session")
-def caries_data(tmp_path_factory):
-    """Synthetic radiographs -> VoTT export -> training.caries_masks -> the training layout."""
-    root = tmp_path_factory.mktemp("caries")
-    images, export = make_caries_dataset(root / "raw", count=60, size=(96, 64), teeth=(2, 3), seed=1)
-    caries_masks.main(["--annotations", str(export), "--images", str(images), "--out", str(root / "data")])
-    return root / "data"
-
-
-@pytest.fixture(scope="session")
-def caries_bundle(caries_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bundles") / "caries"
-    caries.main(["--data", str(caries_data), "--out", str(out), *QUICK])
-    return out
-
-
 def dice(truth: np.ndarray, predicted: np.ndarray) -> float:
     return 2 * (truth & predicted).sum() / max(truth.sum() + predicted.sum(), 1)
 
