@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from conftest import page_text, running_app
 from core import faces
 from core.bundle import load_bundle
-from training import face_data
+from training import age_gender, face_data
 from training.face_data import GENDERS
 from training.synthetic_faces import (draw_face, matlab_datenum,
                                       write_imdb_wiki_mat)
@@ -281,3 +281,12 @@ def test_live_endpoint_without_a_face_says_so_and_bad_files_get_clear_errors(app
     with pytest.raises(Exception, match="not an image"):
         client.predict(handle_file(str(junk)), api_name="/age_gender")
     assert "No face found" in client.predict(handle_file(str(blank)), api_name="/age_gender")[-1]
+
+
+def test_the_face_crop_is_calibrated_on_the_training_faces(age_gender_trained):
+    """The app crops a detected face at the scale measured between the detector's box and the
+    training crop (drawn faces: about 1.04), not the IMDB-WIKI default of 1.25."""
+    face = json.loads((age_gender_trained[0] / "task.json").read_text())["face"]
+    assert face["crop_scale_calibrated_on"] >= 10, face
+    assert 0.9 < face["crop_scale"] < 1.2, face
+    assert face["crop_scale"] != age_gender.FACE_CROP_SCALE

@@ -37,10 +37,11 @@ from training import common, face_data
 from training.face_data import GENDERS
 
 TASK = "age_gender"
-# The network's crop around a detected face is this many times the detector's box: about what the
-# datasets' own crops hold (IMDB-WIKI pads the face box by 40 % a side; the crop we train on is the
-# central 1/sqrt(2) of that).
+# The network's crop around a detected face is this many times the detector's box. It is measured
+# on the training faces (calibrate_crop_scale); this is the fallback when too few are detected: about
+# what IMDB-WIKI's crops hold (the face box padded by 40 % a side; we train on its central 1/sqrt(2)).
 FACE_CROP_SCALE = 1.25
+CALIBRATION_FACES = 200
 # The seed freezes Xception's first 115 of 132 layers in the first phase: the top 13 % train.
 FIRST_PHASE_FRACTION = 0.13
 
@@ -85,6 +86,24 @@ def network_crops(contexts: np.ndarray, angles, size: int) -> np.ndarray:
         centre = (image.width / 2, image.height / 2)
         out[i] = np.asarray(faces.rotated_crop(image, centre, image.width / math.sqrt(2), float(angle), size))
     return out
+
+
+def calibrate_crop_scale(records, rng: np.random.Generator) -> tuple[float, int]:
+    """(crop scale, faces measured): the median ratio between the crop the networks train on and the
+    detector's box on the same upright dataset faces, so the app crops a detected face as training
+    did. Only detections near the picture's centre count (the dataset's face is centred)."""
+    ratios = []
+    for i in rng.permutation(len(records))[:CALIBRATION_FACES]:
+        try:
+            image = load_image(records[i].path)
+        except ImageError:
+            continue
+        found = faces.detect_faces(image, max_faces=1, angles=(0,))
+        if found and math.dist(found[0].centre, (image.width / 2, image.height / 2)) < 0.15 * min(image.size):
+            ratios.append(faces.inner_side(image.width, image.height) / found[0].side)
+    if len(ratios) < 10:
+        return FACE_CROP_SCALE, len(ratios)
+    return round(float(np.median(ratios)), 3), len(ratios)
 
 
 def random_angles(rng: np.random.Generator, count: int, max_angle: float) -> np.ndarray:
@@ -312,6 +331,10 @@ def main(argv=None):
           f"RMSE {base_line['age_rmse_train_mean']:.1f})")
 
     # 5. The bundle: both networks, what inference needs, the report, a few held-out examples.
+    crop_scale, calibrated_on = calibrate_crop_scale([records[i] for i in train_idx], rng)
+    print(f"face crop: {crop_scale} x the detector's box " + (
+        f"(median over {calibrated_on} detected training faces)" if calibrated_on >= 10 else
+        f"(default: only {calibrated_on} training faces detected)"))
     used = [r.path for r in records]
     dataset = {
         "name": " + ".join({"wiki": "IMDB-WIKI (wiki)", "imdb": "IMDB-WIKI (imdb)", "utkface": "UTKFace"}[n]
@@ -326,7 +349,8 @@ def main(argv=None):
         rotation=rotation,
         age={"rmse": metrics["age_rmse"], "mae": metrics["age_mae"], "range": [face_data.MIN_AGE, face_data.MAX_AGE]},
         face={"detector": "scikit-image LBP frontal-face cascade, searched at several rotations",
-              "crop_scale": FACE_CROP_SCALE, "search_angles": list(faces.SEARCH_ANGLES),
+              "crop_scale": crop_scale, "crop_scale_calibrated_on": calibrated_on,
+              "search_angles": list(faces.SEARCH_ANGLES),
               "detection_side": faces.DETECTION_SIDE, "max_faces": args.max_faces},
     )
     save(args.out, rotation_model, gender_age_model, metadata, [records[i] for i in test_idx], examples=None)
