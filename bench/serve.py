@@ -45,7 +45,7 @@ def full_size_bundles(root: Path) -> None:
     """Untrained networks of the real sizes, in bundles the app loads like trained ones."""
     from core.bundle import save_bundle
     from core.preprocess import PREPROCESSING
-    from training import common, multilabel
+    from training import classification, multilabel
 
     def save(task, model, labels, size, thresholds=None):
         metadata = {"task": task, "labels": labels, "input": {"size": [size, size]}, "preprocessing": PREPROCESSING,
@@ -54,7 +54,7 @@ def full_size_bundles(root: Path) -> None:
             metadata["thresholds"] = {"global": thresholds, "per_label": {label: thresholds for label in labels}}
         save_bundle(root / task, {"classifier": model}, metadata, "benchmark bundle\n")
 
-    model, _ = common.build_classifier(120, 300, "efficientnetb3", "none", "dog_breed", dense_units=512)
+    model, _ = classification.build_classifier(120, 300, "efficientnetb3", "none", "dog_breed", dense_units=512)
     save("dog_breed", model, [f"breed {i}" for i in range(120)], 300)
     model, _ = multilabel.build_model(997, 224, "mobilenetv2", "none", "hashtags")
     save("hashtags", model, [f"tag{i}" for i in range(997)], 224, 0.5)
@@ -66,26 +66,27 @@ def full_size_bundles(root: Path) -> None:
 def recipe_bundles(root: Path) -> None:
     """Age & gender and caries: their recipes' default architectures, run for 0 epochs on a few
     synthetic pictures, so metadata and networks are what a real run writes (untrained)."""
-    from training import age_gender, caries, caries_masks
-    from training.synthetic_faces import make_utkface
-    from training.synthetic_xrays import make_caries_dataset
+    from training import age_gender, caries, masks_from_annotations
+    from training.synthetic.faces import make_utkface
+    from training.synthetic.radiographs import make_caries_dataset
 
     work = Path(tempfile.mkdtemp(prefix="bench-data-"))
     make_utkface(work / "faces", count=24, size=72)
     age_gender.main(["--data", str(work / "faces"), "--out", str(root / "age_gender"), "--weights", "none",
                      "--epochs", "0", "--fine-tune-epochs", "0", "--batch-size", "8"])
     images, export = make_caries_dataset(work / "radiographs", count=20)
-    caries_masks.main(["--annotations", str(export), "--images", str(images), "--out", str(work / "caries")])
+    masks_from_annotations.main(["--annotations", str(export), "--images", str(images), "--out", str(work / "caries")])
     caries.main(["--data", str(work / "caries"), "--out", str(root / "caries"), "--epochs", "0"])
 
 
 def test_picture(task: str, folder: Path) -> Path:
     """A picture of what the tab expects: a dog (500 px), a tilted face in a 640 x 480 photo, or a
     1200 x 800 radiograph."""
-    from training.synthetic import dog_examples
-    from training.synthetic_faces import draw_face
-    from training.synthetic_xrays import draw_radiograph
     from PIL import Image
+
+    from training.synthetic.dogs import dog_examples
+    from training.synthetic.faces import draw_face
+    from training.synthetic.radiographs import draw_radiograph
 
     rng = np.random.default_rng(0)
     if task == "age_gender":

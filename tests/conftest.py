@@ -24,7 +24,7 @@ QUICK_TRAINING = ["--backbone", "small", "--weights", "none", "--image-size", "6
 
 @pytest.fixture(scope="session")
 def dogs_data(tmp_path_factory):
-    from training.synthetic import make_stanford_dogs
+    from training.synthetic.dogs import make_stanford_dogs
 
     return make_stanford_dogs(tmp_path_factory.mktemp("stanford_dogs"), breeds=6, per_breed=30, size=128, lists="root")
 
@@ -123,7 +123,7 @@ def edit_line(file: Path, number: int, change) -> None:
 def harrison_data(tmp_path_factory):
     """Synthetic HARRISON with the real files' problems at known lines:
     5 empty tag line, 7 a tag outside the vocabulary, 9 image missing, 11 image corrupted."""
-    from training.synthetic import make_harrison
+    from training.synthetic.motifs import make_harrison
 
     root = make_harrison(tmp_path_factory.mktemp("harrison"), count=240, size=96)
     paths = (root / "data_list.txt").read_text().splitlines()
@@ -147,7 +147,7 @@ def hashtag_bundle(harrison_data, tmp_path_factory):
 def poster_data(tmp_path_factory):
     """Synthetic posters with problems at known CSV lines: 4 Genre text contradicts its 0/1
     columns, 6 poster missing, 8 a malformed row, 10 poster corrupted."""
-    from training.synthetic import make_movie_posters
+    from training.synthetic.motifs import make_movie_posters
 
     root = make_movie_posters(tmp_path_factory.mktemp("posters"), count=240)
     table = root / "train.csv"
@@ -179,7 +179,7 @@ QUICK_AGE_GENDER = ["--backbone", "small", "--weights", "none", "--image-size", 
 @pytest.fixture(scope="session")
 def faces_data(tmp_path_factory):
     """Drawn faces in both layouts, with UTKFace's real naming problems and one broken image."""
-    from training.synthetic_faces import make_imdb_wiki, make_utkface
+    from training.synthetic.faces import make_imdb_wiki, make_utkface
 
     root = tmp_path_factory.mktemp("faces")
     make_imdb_wiki(root, count=160, size=72, seed=0)
@@ -208,12 +208,12 @@ QUICK_CARIES = ["--image-size", "64", "--depth", "3", "--width", "8", "--epochs"
 @pytest.fixture(scope="session")
 def caries_data(tmp_path_factory):
     """Synthetic radiographs -> VoTT export -> training.caries_masks -> the training layout."""
-    from training import caries_masks
-    from training.synthetic_xrays import make_caries_dataset
+    from training import masks_from_annotations
+    from training.synthetic.radiographs import make_caries_dataset
 
     root = tmp_path_factory.mktemp("caries")
     images, export = make_caries_dataset(root / "raw", count=60, size=(96, 64), teeth=(2, 3), seed=1)
-    caries_masks.main(["--annotations", str(export), "--images", str(images), "--out", str(root / "data")])
+    masks_from_annotations.main(["--annotations", str(export), "--images", str(images), "--out", str(root / "data")])
     return root / "data"
 
 

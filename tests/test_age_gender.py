@@ -14,10 +14,11 @@ from PIL import Image, ImageDraw
 from conftest import page_text, running_app
 from core import faces
 from core.bundle import load_bundle
-from training import age_gender, face_data
-from training.face_data import GENDERS
-from training.synthetic_faces import (draw_face, matlab_datenum,
-                                      write_imdb_wiki_mat)
+from training import age_gender
+from training.datasets import faces as face_datasets
+from training.datasets import imdb_wiki, utkface
+from training.datasets.faces import GENDERS
+from training.synthetic.faces import draw_face, matlab_datenum, write_imdb_wiki_mat
 
 # --- readers and cleaning ----------------------------------------------------------------------
 
@@ -28,8 +29,8 @@ def wiki_row(path, born, taken, gender=1.0, score=3.0, second=float("nan")):
 
 def test_matlab_birth_dates_match_the_real_file_names():
     # wiki.mat's first row: dob 723671, path 17/10000217_1981-05-05_2009.jpg
-    assert face_data.birth_year(723671) == 1981
-    assert face_data.birth_year(matlab_datenum(date(1999, 12, 31))) == 1999
+    assert imdb_wiki.birth_year(723671) == 1981
+    assert imdb_wiki.birth_year(matlab_datenum(date(1999, 12, 31))) == 1999
 
 
 def test_imdb_wiki_cleaning_keeps_exactly_the_clean_rows(tmp_path):
@@ -47,7 +48,7 @@ def test_imdb_wiki_cleaning_keeps_exactly_the_clean_rows(tmp_path):
         wiki_row("04/k.jpg", date(1980, 1, 1), 2010, score=-math.inf, second=1.0),  # counted once, first reason
     ]
     mat = write_imdb_wiki_mat(tmp_path / "wiki_crop" / "wiki.mat", rows)
-    records, report = face_data.read_imdb_wiki(mat)
+    records, report = imdb_wiki.read_imdb_wiki(mat)
     kept = [(r.path.relative_to(tmp_path / "wiki_crop").as_posix(), GENDERS[r.gender], r.age) for r in records]
     assert kept == [("01/a.jpg", "Male", 30.0), ("01/b.jpg", "Female", 10.0), ("02/c.jpg", "Female", 100.0)]
     assert report.as_dict()["dropped"] == {"age_out_of_range": 2, "bad_date_of_birth": 1, "low_face_score": 1,
@@ -58,7 +59,7 @@ def test_imdb_wiki_cleaning_keeps_exactly_the_clean_rows(tmp_path):
     for relative in ("01/a.jpg", "01/b.jpg"):
         (tmp_path / "wiki_crop" / relative).parent.mkdir(parents=True, exist_ok=True)
         draw_face(np.random.default_rng(0), "Male", 30, 48).save(tmp_path / "wiki_crop" / relative)
-    records, reports = face_data.read_faces(tmp_path)
+    records, reports = face_datasets.read_faces(tmp_path)
     assert len(records) == 2 and reports["wiki"]["kept"] == 2
     assert reports["wiki"]["dropped"]["missing_image"] == 1 and reports["wiki"]["dropped"]["no_face"] == 2
 
@@ -81,7 +82,7 @@ def test_utkface_names_including_malformed_ones(tmp_path):
     for name in names:
         (folder / name).write_bytes(b"jpeg")
     (folder / "readme.txt").write_text("not an image name")
-    records, report = face_data.read_utkface(folder)
+    records, report = utkface.read_utkface(folder)
     kept = {r.path.name: (GENDERS[r.gender], r.age) for r in records}
     assert kept == {name: value for name, value in names.items() if isinstance(value, tuple)}
     assert report.as_dict()["dropped"] == {"malformed_name": 5, "unknown_gender": 1, "age_out_of_range": 1}
@@ -90,15 +91,15 @@ def test_utkface_names_including_malformed_ones(tmp_path):
 def test_both_gender_codes_map_to_the_same_labels(tmp_path):
     mat = write_imdb_wiki_mat(tmp_path / "wiki.mat", [wiki_row("m.jpg", date(1980, 1, 1), 2000, gender=1.0),
                                                       wiki_row("f.jpg", date(1980, 1, 1), 2000, gender=0.0)])
-    wiki, _ = face_data.read_imdb_wiki(mat)
+    wiki, _ = imdb_wiki.read_imdb_wiki(mat)
     assert [GENDERS[r.gender] for r in wiki] == ["Male", "Female"]
-    assert GENDERS[face_data.parse_utkface_name("20_0_0_1.jpg")[1]] == "Male"
-    assert GENDERS[face_data.parse_utkface_name("20_1_0_1.jpg")[1]] == "Female"
+    assert GENDERS[utkface.parse_utkface_name("20_0_0_1.jpg")[1]] == "Male"
+    assert GENDERS[utkface.parse_utkface_name("20_1_0_1.jpg")[1]] == "Female"
 
 
 def test_a_folder_without_either_dataset_says_what_is_expected(tmp_path):
     with pytest.raises(SystemExit, match="wiki_crop/wiki.mat, imdb_crop/imdb.mat nor a UTKFace/"):
-        face_data.find_sources(tmp_path)
+        face_datasets.find_sources(tmp_path)
 
 
 # --- straightening and detection -----------------------------------------------------------------

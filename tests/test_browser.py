@@ -5,7 +5,6 @@ import os
 import re
 import shutil
 
-
 from conftest import running_app
 from tasks import TASKS
 

@@ -14,8 +14,10 @@ from core.bundle import load_bundle
 from core.segmentation import Letterbox, letterbox_mask, restore
 from tasks import caries as task
 from test_images import bomb_png
-from training import caries, caries_masks
-from training.synthetic_xrays import draw_radiograph, make_caries_dataset
+from training import caries, masks_from_annotations
+from training.datasets import segmentation_masks
+from training.synthetic.radiographs import draw_radiograph, make_caries_dataset
+
 
 def dice(truth: np.ndarray, predicted: np.ndarray) -> float:
     return 2 * (truth & predicted).sum() / max(truth.sum() + predicted.sum(), 1)
@@ -28,7 +30,7 @@ def test_the_unet_learns_lesions_far_above_both_baselines(caries_bundle, caries_
     metrics = metadata["metrics"]
     assert metadata["activation"] == "sigmoid" and metadata["labels"] == ["caries"]
     bundle = load_bundle(caries_bundle, "caries")
-    pairs, *_ = caries.read_dataset(caries_data)
+    pairs, *_ = segmentation_masks.read_dataset(caries_data)
     _, _, test = caries.split(pairs, seed=1337)
     truth_all, predicted_all = [], []
     for pair in test:
@@ -57,7 +59,7 @@ TWO_KINDS_QUICK = ["--image-size", "64", "--depth", "3", "--width", "8", "--epoc
 def masks_from_vott(root, count, seed):
     """Synthetic two-kind radiographs -> VoTT export -> training.caries_masks: root/data."""
     images, export = make_caries_dataset(root / "raw", count=count, seed=seed, **TWO_KINDS)
-    caries_masks.main(["--annotations", str(export), "--images", str(images), "--out", str(root / "data")])
+    masks_from_annotations.main(["--annotations", str(export), "--images", str(images), "--out", str(root / "data")])
     return root / "data"
 
 
@@ -108,14 +110,14 @@ def test_softmax_over_exclusive_classes_learns_both_and_does_not_confuse_them(tw
 def test_overlapping_classes_get_one_sigmoid_each(tmp_path):
     """Where shapes of two classes overlap, training.caries_masks adds one-hot .npy masks and the
     recipe switches to one sigmoid per class; a pixel may then carry both classes."""
-    from training.synthetic_xrays import make_radiographs, write_vott
+    from training.synthetic.radiographs import make_radiographs, write_vott
 
     items = make_radiographs(tmp_path / "images", count=8, size=(48, 32), classes=("caries",), seed=4, teeth=(1, 2),
                              lesion_rate=1.0)
     # A "filling" drawn half over each caries: the classes overlap.
     items = [(name, size, shapes + [("filling", points + [3, 0]) for _, points in shapes]) for name, size, shapes in items]
     export = write_vott(tmp_path / "export.json", items)
-    caries_masks.main(["--annotations", str(export), "--images", str(tmp_path / "images"), "--out", str(tmp_path / "data")])
+    masks_from_annotations.main(["--annotations", str(export), "--images", str(tmp_path / "images"), "--out", str(tmp_path / "data")])
     assert len(list((tmp_path / "data" / "masks").glob("*.npy"))) == 8
     caries.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "bundle"), "--image-size", "32",
                  "--depth", "2", "--width", "4", "--epochs", "1", "--batch-size", "8"])
@@ -219,7 +221,7 @@ def test_output_and_network_are_chosen_from_the_data(tmp_path):
         Image.fromarray(mask).save(tmp_path / "masks" / f"x{n}_mask.png")
     Image.new("L", (9, 9), 0).save(tmp_path / "masks" / "x2_mask.png")
     Image.new("L", (20, 10), 100).save(tmp_path / "images" / "lonely.png")
-    pairs, labels, origin, overlapping, report = caries.read_dataset(tmp_path)
+    pairs, labels, origin, overlapping, report = segmentation_masks.read_dataset(tmp_path)
     assert labels == ["class 1"] and not overlapping and "no classes.json" in origin
     assert report["images_without_mask"] == ["lonely.png"]
     x, y, _, kept, skipped = caries.load_split(pairs, 1, 32)

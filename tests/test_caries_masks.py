@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training import caries_masks
-from training.annotations import polygon_mask, rectangle_points
+from training import masks_from_annotations
+from training.datasets.annotations import polygon_mask, rectangle_points
 
 # --- rasterisation: pixel (r, c) is covered when its centre (c + .5, r + .5) is inside; edges
 # through a centre count for the shape on their right/below (left and top edges in, right and bottom out).
@@ -74,7 +74,7 @@ def test_two_touching_polygons_of_different_classes_share_no_pixel_and_leave_no_
         "imagePath": "touch.png", "imageData": None, "imageWidth": 5, "imageHeight": 5,
         "shapes": [{"label": "caries", "points": left, "shape_type": "polygon"},
                    {"label": "filling", "points": right, "shape_type": "polygon"}]}))
-    result = caries_masks.convert(tmp_path / "touch.json", tmp_path, tmp_path / "out", ["caries", "filling"])
+    result = masks_from_annotations.convert(tmp_path / "touch.json", tmp_path, tmp_path / "out", ["caries", "filling"])
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "masks" / "touch.png")), a * 1 + b * 2)
     assert result["report"]["overlapping_classes_count"] == 0 and not (tmp_path / "out" / "masks" / "touch.npy").exists()
 
@@ -143,7 +143,7 @@ def test_vott_export(tmp_path, images):
     }
     (tmp_path / "export.json").write_text(json.dumps(export))
     out = tmp_path / "out"
-    result = caries_masks.main(["--annotations", str(tmp_path / "export.json"), "--images", str(images), "--out", str(out)])
+    result = masks_from_annotations.main(["--annotations", str(tmp_path / "export.json"), "--images", str(images), "--out", str(out)])
     assert json.loads((out / "classes.json").read_text()) == {"classes": ["background", "caries", "filling"]}
     # Rectangle: columns 1..3, rows 1..2 -> caries; polygon leaving the image at the bottom and
     # right edge: columns 5..7, rows 2..5 -> filling, clipped.
@@ -183,7 +183,7 @@ def test_labelme_with_and_without_embedded_image_data(tmp_path, images):
     (folder / "b.json").write_text(json.dumps(labelme("b.jpg", 3, 2, [
         {"label": "caries", "points": [[0, 0], [1, 1]], "shape_type": "rectangle"}])))
     out = tmp_path / "out"
-    result = caries_masks.main(["--annotations", str(folder), "--images", str(images), "--out", str(out)])
+    result = masks_from_annotations.main(["--annotations", str(folder), "--images", str(images), "--out", str(out)])
     assert np.array_equal(read_mask(out, "a"), expected(6, 8, (1, slice(1, 4), slice(2, 6))))
     assert np.array_equal(read_mask(out, "scan7"), (polygon_mask([(0, 0), (4, 0), (0, 4)], 5, 5)).astype(np.uint8))
     assert (out / "images" / "scan7.png").read_bytes() == base64.b64decode(embedded)
@@ -210,7 +210,7 @@ def test_coco_file(tmp_path, images):
     }
     (tmp_path / "instances.json").write_text(json.dumps(coco))
     out = tmp_path / "out"
-    result = caries_masks.main(["--annotations", str(tmp_path / "instances.json"), "--images", str(images), "--out", str(out)])
+    result = masks_from_annotations.main(["--annotations", str(tmp_path / "instances.json"), "--images", str(images), "--out", str(out)])
     assert json.loads((out / "classes.json").read_text())["classes"] == ["background", "caries", "filling"]
     # Triangle (6,4)-(8,4)-(8,6): its hypotenuse through centre (6.5, 4.5)... is a left edge: covered.
     triangle = polygon_mask([(6, 4), (8, 4), (8, 6)], 6, 8)
@@ -236,11 +236,11 @@ def test_bad_annotation_files_are_reported_not_fatal(tmp_path, images):
         {"label": "caries", "points": [[0, 0], ["x", 1], [2, 2]], "shape_type": "polygon"},
         {"label": "caries", "points": [[0, 0], [3, 0], [0, 3]], "shape_type": "polygon"}])))
     out = tmp_path / "out"
-    result = caries_masks.main(["--annotations", str(folder), "--images", str(images), "--out", str(out)])
+    result = masks_from_annotations.main(["--annotations", str(folder), "--images", str(images), "--out", str(out)])
     report = result["report"]
     assert any("broken.json is not readable JSON" in line for line in report["unreadable_annotation_files"])
     assert any("other.json is not a VoTT export" in line for line in report["unreadable_annotation_files"])
     assert any("a.json: shape 0" in line for line in report["malformed_shapes"])
     assert read_mask(out, "a").sum() == 3
     with pytest.raises(SystemExit, match="No readable annotation file"):
-        caries_masks.main(["--annotations", str(folder / "broken.json"), "--out", str(tmp_path / "none")])
+        masks_from_annotations.main(["--annotations", str(folder / "broken.json"), "--out", str(tmp_path / "none")])

@@ -9,21 +9,22 @@ import yaml
 
 from conftest import QUICK_TRAINING, ROOT
 from core.bundle import load_bundle
-from training import common, dog_breed
-from training.synthetic import make_stanford_dogs
+from training import dog_breed, inputs
+from training.datasets import stanford_dogs
+from training.synthetic.dogs import make_stanford_dogs
 
 
 def test_breed_names_are_for_people():
-    assert dog_breed.readable_breed("n02111500-Great_Pyrenees") == "Great Pyrenees"
-    assert dog_breed.readable_breed("n02088364-beagle") == "Beagle"
-    assert dog_breed.readable_breed("n02108089-boxer") == "Boxer"
+    assert stanford_dogs.readable_breed("n02111500-Great_Pyrenees") == "Great Pyrenees"
+    assert stanford_dogs.readable_breed("n02088364-beagle") == "Beagle"
+    assert stanford_dogs.readable_breed("n02108089-boxer") == "Boxer"
 
 
 def held_out_accuracy(bundle_path, data):
     """Accuracy of the *loaded* bundle on the test split, recomputed from the raw files."""
     bundle = load_bundle(bundle_path, "dog_breed")
-    _, (_, _, test), _, _ = dog_breed.read_stanford_dogs(data, crop_boxes=False, seed=1337)
-    x, y, skipped = common.load_images(test, bundle.input_size)
+    _, (_, _, test), _, _ = stanford_dogs.read_stanford_dogs(data, crop_boxes=False, seed=1337)
+    x, y, skipped = inputs.load_images(test, bundle.input_size)
     assert not skipped
     predictions = bundle.network("classifier")(x).argmax(axis=1)
     return float(np.mean(predictions == y)), len(y)
@@ -47,7 +48,7 @@ def test_bundle_metadata_and_card(dog_bundle, dogs_data):
     assert metadata["input"]["size"] == [64, 64]
     assert "normalisation happens inside the model" in metadata["preprocessing"]["pixels"]
     files = [p for p in (dogs_data / "Images").rglob("*.jpg")]
-    assert metadata["dataset"]["sha256"] == common.fingerprint(files, dogs_data)
+    assert metadata["dataset"]["sha256"] == inputs.fingerprint(files, dogs_data)
     packages = metadata["provenance"]["packages"]
     assert {"keras", "numpy", "pillow"} <= set(packages) and {"tensorflow", "tensorflow-cpu"} & set(packages)
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", metadata["provenance"]["code_revision"])
@@ -78,8 +79,8 @@ def test_learns_without_lists_and_reports_bad_files(tmp_path):
 
 def test_lists_in_a_lists_folder_are_found(tmp_path):
     data = make_stanford_dogs(tmp_path / "dogs", breeds=2, per_breed=4, size=64, lists="folder")
-    assert dog_breed.find_lists(data) == data / "lists"
-    assert dog_breed.read_list(data / "lists" / "test_list.mat")[0] == "n02085620-Chihuahua/n02085620_1000.jpg"
+    assert stanford_dogs.find_lists(data) == data / "lists"
+    assert stanford_dogs.read_list(data / "lists" / "test_list.mat")[0] == "n02085620-Chihuahua/n02085620_1000.jpg"
 
 
 def test_unreachable_imagenet_weights_say_how_to_fix_it(tmp_path):

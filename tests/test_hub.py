@@ -11,7 +11,7 @@ from gradio_client import Client, handle_file
 
 from conftest import ROOT, free_port, page_text, running_app
 from hub_server import FakeHub
-from training.synthetic import make_stanford_dogs
+from training.synthetic.dogs import make_stanford_dogs
 
 REPO = "team/dog-breed"
 

@@ -11,8 +11,8 @@ from conftest import ROOT, running_app
 from core.bundle import load_bundle
 from core.multilabel import label_thresholds
 from tasks import hashtags as hashtags_task
-from training import hashtags, movie_genres
-from training.synthetic import draw_motifs
+from training.datasets import harrison, movie_posters
+from training.synthetic.motifs import draw_motifs
 
 REAL_HARRISON = ROOT.parent / "shared" / "datasets" / "harrison-labels"
 
@@ -67,7 +67,7 @@ def test_genre_columns_come_from_the_header(tmp_path):
     (tmp_path / "Images").mkdir()
     (tmp_path / "train.csv").write_text("Id,Genre,Western,Noir\nm1,\"['Noir']\",0,1\n")
     draw_motifs([0], np.random.default_rng(0)).save(tmp_path / "Images" / "m1.jpg")
-    rows, genres, report = movie_genres.read_posters(tmp_path)
+    rows, genres, report = movie_posters.read_posters(tmp_path)
     assert genres == ["Western", "Noir"] and rows[0][2] == [1] and report["genre_mismatch"] == []
 
 
@@ -84,14 +84,14 @@ def test_harrison_reader_on_the_real_label_files(tmp_path):
     for path in (data / "data_list.txt").read_text().splitlines()[:40]:
         (data / path).parent.mkdir(parents=True, exist_ok=True)
         draw_motifs([0], rng, (32, 32)).save(data / path)
-    rows, vocabulary, report = hashtags.read_harrison(data)
+    rows, vocabulary, report = harrison.read_harrison(data)
     assert len(vocabulary) == 997 and vocabulary[:3] == ["love", "friend", "beach"]
     assert report["lines"] == 57383 and report["unknown_tag_count"] == 0 and report["empty_tag_lines"] == []
     assert len(rows) == 40 and len(report["missing_images"]) == 57383 - 40
     first_line, first_path, first_tags = rows[0]
     assert first_line == 1 and first_path == data / "instagram_dataset/sea/image_50.jpg"
     assert sorted(vocabulary[i] for i in first_tags) == sorted(["sea", "instapic", "instagram", "trip", "travel"])
-    kept, top = hashtags.keep_top_tags(rows, vocabulary, 10, report)
+    kept, top = harrison.keep_top_tags(rows, vocabulary, 10, report)
     assert len(top) == 10 and all(tags for _, _, tags in kept)
 
 

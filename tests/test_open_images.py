@@ -12,7 +12,15 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT
-from open_images_server import FakeFlickr, box_row, image_row, jpeg, md5_base64, png, write_meta
+from open_images_server import (
+    FakeFlickr,
+    box_row,
+    image_row,
+    jpeg,
+    md5_base64,
+    png,
+    write_meta,
+)
 from training import open_images
 
 HAMBURGER, SANDWICH, PIZZA = "/m/0cdn1", "/m/0l515", "/m/0663v"

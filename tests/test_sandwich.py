@@ -12,7 +12,8 @@ from PIL import Image
 from conftest import running_app
 from open_images_server import FakeFlickr, box_row, image_row, md5_base64, write_meta
 from training import open_images, sandwich
-from training.synthetic import draw_food
+from training.datasets import image_folders
+from training.synthetic.food import draw_food
 
 
 def food_photo(kind, rng, size=(160, 120)):
@@ -75,7 +76,7 @@ def test_learns_the_two_classes_far_above_chance(sandwich_bundle):
 def test_unusable_data_folder_says_what_is_expected(tmp_path):
     (tmp_path / "hamburger").mkdir()
     with pytest.raises(SystemExit, match="at least two are needed"):
-        sandwich.read_crops(tmp_path)
+        image_folders.read_crops(tmp_path)
 
 
 def test_live_endpoint(sandwich_bundle, crops, tmp_path):

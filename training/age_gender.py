@@ -3,7 +3,7 @@
     python -m training.age_gender --data DIR --out models/age_gender
 
 DIR holds the datasets as distributed, any of: `wiki_crop/wiki.mat` (+ its image folders),
-`imdb_crop/imdb.mat`, `UTKFace/*.jpg`. Rows are cleaned as usual (training/face_data.py) and the
+`imdb_crop/imdb.mat`, `UTKFace/*.jpg`. Rows are cleaned as usual (training/datasets/) and the
 drops are counted by reason in the bundle's report.
 
 The recipe follows the course, in its order:
@@ -33,8 +33,11 @@ from PIL import Image
 
 from core import faces
 from core.images import ImageError, load_image
-from training import common, face_data
-from training.face_data import GENDERS
+from training import backbones, evaluation, fitting, inputs, options, publishing
+from training.datasets.faces import GENDERS, MAX_AGE, MIN_AGE, read_faces
+from training.datasets.imdb_wiki import DEFAULT_MIN_FACE_SCORE
+from training.datasets.report import MAX_LISTED
+from training.datasets.splits import stratified_split
 
 TASK = "age_gender"
 # The network's crop around a detected face is this many times the detector's box. It is measured
@@ -158,7 +161,7 @@ def build_rotation_network(size: int, backbone: str, weights: str, loss: str, bi
 
     # No flips or rotations here: both would change the very angle the network learns.
     augmentation = [layers.RandomContrast(0.2), layers.RandomBrightness(0.1, value_range=(0, 255))]
-    inputs, x, base = common.backbone_features(size, backbone, weights, augmentation)
+    inputs, x, base = backbones.backbone_features(size, backbone, weights, augmentation)
     x = layers.Dropout(0.2)(x)
     if loss == "sincos":
         outputs = layers.Dense(2, name="angle")(x)
@@ -189,7 +192,7 @@ def build_gender_age_network(size: int, backbone: str, weights: str, age_mean: f
 
     augmentation = [layers.RandomFlip("horizontal"), layers.RandomTranslation(0.05, 0.05),
                     layers.RandomZoom(0.1), layers.RandomContrast(0.2)]
-    inputs, x, base = common.backbone_features(size, backbone, weights, augmentation)
+    inputs, x, base = backbones.backbone_features(size, backbone, weights, augmentation)
     x = layers.Dropout(0.3)(x)
     gender = layers.Dense(len(GENDERS), activation="softmax", name="gender")(x)
     per_gender = layers.Dense(len(GENDERS), name="age_per_gender")(layers.Dense(64, activation="relu")(x))
@@ -227,7 +230,7 @@ def evaluate(rotation_model, gender_age_model, rotation: dict, x_rot, angles, x_
     age_pred = outputs["age"].reshape(-1)
     majority = np.bincount(train_gender, minlength=len(GENDERS)).argmax()
     mean_age = float(np.mean(train_age))
-    per_class = common.classification_metrics(y_gender, outputs["gender"], list(GENDERS), k=1)["per_class"]
+    per_class = evaluation.classification_metrics(y_gender, outputs["gender"], list(GENDERS), k=1)["per_class"]
     return {
         "rotation_mae_degrees": float(np.mean(errors)),
         "rotation_within_10_degrees": float(np.mean(errors <= 10)),
@@ -248,17 +251,17 @@ def evaluate(rotation_model, gender_age_model, rotation: dict, x_rot, angles, x_
 # --- recipe ----------------------------------------------------------------------------------
 
 def parse_args(argv):
-    parser = common.common_parser(__doc__.split("\n\n")[0], default_size=299, default_backbone="xception")
+    parser = options.common_parser(__doc__.split("\n\n")[0], default_size=299, default_backbone="xception")
     parser.set_defaults(fine_tune_fraction=0.5)
     parser.add_argument("--max-angle", type=float, default=45.0,
                         help="the rotation network learns tilts in -A..+A degrees (up to 180)")
     parser.add_argument("--rotation-loss", choices=("bins", "sincos"), default="bins",
                         help="angle bins with cross-entropy (RotNet) or (sin, cos) regression")
     parser.add_argument("--angle-bin", type=float, default=2.0, help="bin width in degrees for --rotation-loss bins")
-    parser.add_argument("--rotation-backbone", choices=sorted(common.BACKBONES),
+    parser.add_argument("--rotation-backbone", choices=sorted(backbones.BACKBONES),
                         help="backbone of the rotation network (default: --backbone)")
     parser.add_argument("--rotation-epochs", type=int, help="epochs of the rotation network (default: --epochs)")
-    parser.add_argument("--min-face-score", type=float, default=face_data.DEFAULT_MIN_FACE_SCORE,
+    parser.add_argument("--min-face-score", type=float, default=DEFAULT_MIN_FACE_SCORE,
                         help="IMDB-WIKI rows need a face_score above this")
     parser.add_argument("--max-faces", type=int, default=faces.MAX_FACES, help="faces handled per picture in the app")
     args = parser.parse_args(argv)
@@ -278,7 +281,7 @@ def main(argv=None):
     size = args.image_size
 
     # 1. Data: the datasets as distributed, cleaned; each face decoded once.
-    records, reports = face_data.read_faces(args.data, args.min_face_score)
+    records, reports = read_faces(args.data, args.min_face_score)
     for name, report in reports.items():
         dropped = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in report["dropped"].items())
         print(f"{name}: {report['kept']} faces kept; dropped: {dropped or 'none'}")
@@ -290,7 +293,7 @@ def main(argv=None):
     if len(records) < 10 or len(np.unique(genders)) < 2:
         raise SystemExit(f"Only {len(records)} usable faces ({len(np.unique(genders))} gender(s)); "
                          f"at least 10 with both genders are needed (see the counts above)")
-    train_idx, val_idx, test_idx = common.stratified_split(genders, (0.8, 0.1, 0.1), args.seed)
+    train_idx, val_idx, test_idx = stratified_split(genders, (0.8, 0.1, 0.1), args.seed)
     print(f"{len(records)} faces; {len(train_idx)} train, {len(val_idx)} validation, {len(test_idx)} test")
 
     # 2. The rotation network, self-supervised: random turns of the upright training faces.
@@ -305,7 +308,7 @@ def main(argv=None):
     train_rotations = rotated_faces(contexts[train_idx], size, args.max_angle, encode, args.batch_size, args.seed)
     rotation_model, rotation_base = build_rotation_network(size, args.rotation_backbone, args.weights,
                                                            args.rotation_loss, bins)
-    common.fit_two_phases(rotation_model, rotation_base, args, train_rotations, (rotated_val, encode(val_angles)),
+    fitting.fit_two_phases(rotation_model, rotation_base, args, train_rotations, (rotated_val, encode(val_angles)),
                           compile_rotation(args.rotation_loss), args.rotation_epochs,
                           first_phase_fraction=FIRST_PHASE_FRACTION)
 
@@ -314,7 +317,7 @@ def main(argv=None):
     age_mean, age_std = float(ages[train_idx].mean()), float(max(ages[train_idx].std(), 1.0))
     gender_age_model, base = build_gender_age_network(size, args.backbone, args.weights, age_mean, age_std)
     targets = lambda idx: {"gender": genders[idx], "age": ages[idx]}  # noqa: E731
-    common.fit_two_phases(gender_age_model, base, args, (upright[train_idx].astype(np.float32), targets(train_idx)),
+    fitting.fit_two_phases(gender_age_model, base, args, (upright[train_idx].astype(np.float32), targets(train_idx)),
                           (upright[val_idx].astype(np.float32), targets(val_idx)), compile_gender_age(age_std),
                           first_phase_fraction=FIRST_PHASE_FRACTION)
 
@@ -340,14 +343,14 @@ def main(argv=None):
         "name": " + ".join({"wiki": "IMDB-WIKI (wiki)", "imdb": "IMDB-WIKI (imdb)", "utkface": "UTKFace"}[n]
                            for n in reports),
         "images": len(used), "split": f"stratified by gender 80/10/10, seed {args.seed}",
-        "sha256": common.fingerprint(used, args.data),
+        "sha256": inputs.fingerprint(used, args.data),
         "report": {**reports, "unreadable_images_count": len(unreadable),
-                   "unreadable_images": unreadable[:common.MAX_LISTED]},
+                   "unreadable_images": unreadable[:MAX_LISTED]},
     }
-    metadata = common.base_metadata(
+    metadata = publishing.base_metadata(
         TASK, list(GENDERS), size, metrics, dataset, demo=args.demo, backbone=args.backbone,
         rotation=rotation,
-        age={"rmse": metrics["age_rmse"], "mae": metrics["age_mae"], "range": [face_data.MIN_AGE, face_data.MAX_AGE]},
+        age={"rmse": metrics["age_rmse"], "mae": metrics["age_mae"], "range": [MIN_AGE, MAX_AGE]},
         face={"detector": "scikit-image LBP frontal-face cascade, searched at several rotations",
               "crop_scale": crop_scale, "crop_scale_calibrated_on": calibrated_on,
               "search_angles": list(faces.SEARCH_ANGLES),
@@ -355,7 +358,7 @@ def main(argv=None):
     )
     save(args.out, rotation_model, gender_age_model, metadata, [records[i] for i in test_idx], examples=None)
     if args.push_to_hub:
-        common.push_to_hub(args.out, args.push_to_hub, TASK)
+        publishing.push_to_hub(args.out, args.push_to_hub, TASK)
     return metrics
 
 
@@ -390,7 +393,7 @@ def save(out: Path, rotation_model, gender_age_model, metadata: dict, test_recor
 |---|---|---|
 {drops}
 """
-    card = common.model_card(
+    card = publishing.model_card(
         "Age and gender with rotation correction",
         "Finds faces, straightens them with a rotation network, then predicts gender and age. "
         f"Backbone: {metadata['backbone']}.",
@@ -398,7 +401,7 @@ def save(out: Path, rotation_model, gender_age_model, metadata: dict, test_recor
         metric_rows=rows, body=body,
     )
     extra = examples if examples is not None else held_out_examples(test_records)
-    return common.write_bundle(out, {"rotation": rotation_model, "gender_age": gender_age_model}, metadata, card, extra)
+    return publishing.write_bundle(out, {"rotation": rotation_model, "gender_age": gender_age_model}, metadata, card, extra)
 
 
 def held_out_examples(test_records, count: int = 3, tilt: float = 25.0) -> dict:
@@ -421,7 +424,7 @@ def held_out_examples(test_records, count: int = 3, tilt: float = 25.0) -> dict:
 def demo_examples(seed: int = 7, wanted: int = 3) -> dict:
     """Tilted drawn faces for the demo tab; faces the detector finds are preferred, so the demo
     shows the detector's box as well as the straightening."""
-    from training.synthetic_faces import draw_face
+    from training.synthetic.faces import draw_face
 
     rng = np.random.default_rng(seed)
     chosen, fallback = {}, {}
@@ -443,9 +446,9 @@ def demo_examples(seed: int = 7, wanted: int = 3) -> dict:
 
 
 def build_demo(out: Path, workdir: Path):
-    """The demo bundle: this recipe on drawn faces in both layouts (see training/synthetic_faces.py:
+    """The demo bundle: this recipe on drawn faces in both layouts (see training/synthetic/faces.py:
     tilt real, gender = hair length and beard, age = grey hair and wrinkles)."""
-    from training.synthetic_faces import make_imdb_wiki, make_utkface
+    from training.synthetic.faces import make_imdb_wiki, make_utkface
 
     data = workdir / "faces"
     make_imdb_wiki(data, count=150, size=72, seed=0)

@@ -24,17 +24,26 @@ class are reported on the held-out test images at their own size.
 from __future__ import annotations
 
 import io
-import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from core.images import WORKING_SIDE, ImageError, load_image
-from core.segmentation import Letterbox, blend, colors, letterbox, letterbox_mask, lesion_masks, restore
-from training import common
+from core.images import ImageError
+from core.segmentation import (
+    Letterbox,
+    blend,
+    colors,
+    lesion_masks,
+    letterbox,
+    letterbox_mask,
+    restore,
+)
+from training import backbones, fitting, inputs, options, publishing
+from training.datasets.report import report_problems
+from training.datasets.segmentation_masks import Pair, load_pair, read_dataset
+from training.datasets.splits import stratified_split
 
 TASK = "caries"
 LOSSES = ("dice", "iou", "ce", "dice+ce", "iou+ce", "bce", "dice+bce", "iou+bce")
@@ -57,97 +66,11 @@ PREPROCESSING = {
 
 # --- data ------------------------------------------------------------------------------
 
-@dataclass
-class Pair:
-    image: Path
-    mask: Path  # .png integer classes, or .npy one-hot (H, W, K + 1)
-
-
-def read_classes(data: Path, masks: list[Path]) -> tuple[list[str], str]:
-    """Foreground class names in pixel-value order, and where they came from."""
-    file = data / "classes.json"
-    if file.is_file():
-        try:
-            names = json.loads(file.read_text())["classes"]
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise SystemExit(f"{file} is not readable ({error}); expected {{\"classes\": [\"background\", ...]}}") from None
-        if len(names) < 2:
-            raise SystemExit(f"{file} lists no class besides the background")
-        return [str(n) for n in names[1:]], "classes.json"
-    highest = 0
-    for path in masks:
-        if path.suffix == ".png":
-            values = np.unique(np.asarray(Image.open(path)))
-            highest = max(highest, 1 if set(values.tolist()) <= {0, 255} else int(values.max()))
-    if highest == 0:
-        raise SystemExit(f"{data / 'masks'} holds no labelled pixel and there is no classes.json")
-    return [f"class {i}" for i in range(1, highest + 1)], "pixel values (no classes.json)"
-
-
-def read_dataset(data: Path):
-    """Image/mask pairs, class names, whether classes overlap, and a report of what was left out."""
-    images_dir, masks_dir = data / "images", data / "masks"
-    if not images_dir.is_dir() or not masks_dir.is_dir():
-        raise SystemExit(f"{data} needs images/ and masks/ (as `python -m training.caries_masks` writes them)")
-    masks = {}
-    for path in sorted(masks_dir.iterdir()):
-        stem = path.stem[:-5] if path.stem.endswith("_mask") else path.stem
-        if path.suffix == ".npy" or (path.suffix == ".png" and stem not in masks):
-            masks[stem] = path  # a one-hot .npy (all classes, overlaps kept) wins over the PNG
-    report = {"images_without_mask": [], "masks_without_image": []}
-    pairs, seen = [], set()
-    for path in sorted(images_dir.iterdir()):
-        if not path.is_file():
-            continue
-        if path.stem in masks:
-            pairs.append(Pair(path, masks[path.stem]))
-            seen.add(path.stem)
-        else:
-            report["images_without_mask"].append(path.name)
-    report["masks_without_image"] = [masks[s].name for s in sorted(set(masks) - seen)]
-    classes, origin = read_classes(data, [p.mask for p in pairs])
-    overlapping = any(p.mask.suffix == ".npy" for p in pairs)
-    return pairs, classes, origin, overlapping, report
-
 
 def split(pairs: list[Pair], seed: int):
     """Train, validation and test pairs, 80/10/10, images with and without lesions in proportion."""
     has_lesion = [int(np.asarray(Image.open(p.mask)).any()) if p.mask.suffix == ".png" else 1 for p in pairs]
-    return tuple([pairs[i] for i in idx] for idx in common.stratified_split(has_lesion, (0.8, 0.1, 0.1), seed))
-
-
-def read_mask(path: Path, num_classes: int) -> np.ndarray:
-    """(H, W, K) boolean per-class mask from a PNG of integer classes or a one-hot .npy."""
-    if path.suffix == ".npy":
-        onehot = np.load(path, allow_pickle=False)
-        if onehot.ndim != 3 or onehot.shape[-1] != num_classes + 1:
-            raise ValueError(f"one-hot mask of shape {onehot.shape}; expected (H, W, {num_classes + 1})")
-        return onehot[..., 1:].astype(bool)
-    image = Image.open(path)
-    if image.mode not in ("L", "P", "1", "I", "I;16"):
-        raise ValueError(f"mask mode {image.mode}: expected one channel of integer classes (8-bit PNG)")
-    values = np.asarray(image).astype(np.int64)
-    if set(np.unique(values).tolist()) <= {0, 255} and num_classes == 1:
-        values = values // 255
-    if values.max() > num_classes:
-        raise ValueError(f"pixel value {values.max()} but only {num_classes} class(es)")
-    return values[..., None] == np.arange(1, num_classes + 1)
-
-
-def load_pair(pair: Pair, num_classes: int):
-    """The decoded image and its per-class mask at the image's decoded size."""
-    picture = load_image(pair.image)
-    mask = read_mask(pair.mask, num_classes)
-    height, width = mask.shape[:2]
-    if (width, height) != picture.size:
-        # core.images caps the long side at 2048 px; any other difference is an error in the data.
-        downscaled = max(width, height) > WORKING_SIDE and max(picture.size) == WORKING_SIDE
-        if not downscaled or abs(width / height - picture.width / picture.height) > 0.01:
-            raise ValueError(f"mask is {width} x {height}, image is {picture.width} x {picture.height}")
-        rows = (np.arange(picture.height) * height // picture.height)
-        cols = (np.arange(picture.width) * width // picture.width)
-        mask = mask[rows][:, cols]
-    return picture, mask
+    return tuple([pairs[i] for i in idx] for idx in stratified_split(has_lesion, (0.8, 0.1, 0.1), seed))
 
 
 def load_split(pairs: list[Pair], num_classes: int, side: int, keep_full: bool = False):
@@ -201,7 +124,7 @@ def build_unet(image_size: int, outputs: int, activation: str, depth: int = 4, w
         raise SystemExit(f"--image-size {image_size} must be a multiple of 2^depth = {2 ** depth}")
     inputs = keras.Input((image_size, image_size, 3), name="image")
     if backbone == "unet":
-        if common.is_pretrained(weights):
+        if backbones.is_pretrained(weights):
             raise SystemExit("The plain 'unet' is trained from scratch: use --weights none.")
         x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
         skips = []
@@ -218,11 +141,11 @@ def build_unet(image_size: int, outputs: int, activation: str, depth: int = 4, w
         base = _application(constructor, weights, image_size)
         encoder = keras.Model(base.input, [base.get_layer(n).output for n in names[:depth]], name=f"{backbone}_encoder")
         scaled = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs) if unit_range else inputs
-        features = encoder(scaled, training=False) if common.is_pretrained(weights) else encoder(scaled)
+        features = encoder(scaled, training=False) if backbones.is_pretrained(weights) else encoder(scaled)
         features = features if isinstance(features, (list, tuple)) else [features]
         x = features[-1]
         skips = [None, *features[:-1]]  # the encoder's first features are at stride 2: no full-size skip
-        if common.is_pretrained(weights):
+        if backbones.is_pretrained(weights):
             encoder.trainable = False
     for level in reversed(range(depth)):
         x = layers.Conv2DTranspose(width * 2 ** level, 2, strides=2, padding="same", name=f"up{level}")(x)
@@ -242,7 +165,7 @@ def _application(constructor: str, weights: str, image_size: int):
 
     try:
         return getattr(keras.applications, constructor)(
-            include_top=False, weights=common.weights_argument(weights, constructor.lower()),
+            include_top=False, weights=backbones.weights_argument(weights, constructor.lower()),
             input_shape=(image_size, image_size, 3))
     except SystemExit:
         raise
@@ -420,7 +343,7 @@ def overlay_pngs(full, probabilities, activation, threshold, labels, count: int 
 # --- recipe ----------------------------------------------------------------------------
 
 def parser():
-    parser = common.common_parser(__doc__.split("\n\n")[0], default_size=256, default_backbone="unet",
+    parser = options.common_parser(__doc__.split("\n\n")[0], default_size=256, default_backbone="unet",
                                   backbones=BACKBONES)
     parser.set_defaults(backbone="unet", weights=None, epochs=40, patience=8, batch_size=8, fine_tune_epochs=0,
                         learning_rate=3e-3)
@@ -453,7 +376,7 @@ def main(argv=None):
     x_val, m_val, full_val, _, bad_val = load_split(val, len(labels), side, keep_full=True)
     x_test, _, full_test, test_kept, bad_test = load_split(test, len(labels), side, keep_full=True)
     report["unreadable_pairs"] = bad_train + bad_val + bad_test
-    report = common.report_problems(report)
+    report = report_problems(report)
     if min(len(x_train), len(x_val), len(x_test)) == 0:
         raise SystemExit(f"Not enough readable pairs: {len(x_train)} train, {len(x_val)} validation, {len(x_test)} test")
     if not args.no_flip:  # left and right jaws mirror each other
@@ -472,7 +395,7 @@ def main(argv=None):
         network.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
 
     # 3. Train (a pretrained encoder first frozen, then its top fine-tuned).
-    common.fit_two_phases(model, encoder, args, (x_train, y_train), (x_val, y_val), compile_model)
+    fitting.fit_two_phases(model, encoder, args, (x_train, y_train), (x_val, y_val), compile_model)
 
     # 4. Evaluate: threshold tuned on the validation images, scores on the test images, both at their own size.
     threshold = tune_threshold(full_val, predict_full(model, full_val, side, args.batch_size), activation)
@@ -486,8 +409,8 @@ def main(argv=None):
     files = [p.image for p in pairs] + [p.mask for p in pairs]
     dataset = {"name": "dental radiographs with caries masks", "images": len(pairs),
                "split": f"80/10/10 stratified by lesion presence, seed {args.seed}", "classes_from": classes_origin,
-               "sha256": common.fingerprint(files, args.data), "report": report}
-    metadata = common.base_metadata(
+               "sha256": inputs.fingerprint(files, args.data), "report": report}
+    metadata = publishing.base_metadata(
         TASK, labels, side, metrics, dataset, demo=args.demo, backbone=args.backbone,
         activation=activation, output={"channels": channels, "background_channel": activation == "softmax"},
         colors=colors(labels), loss={"kind": args.loss, "class_weights": weights},
@@ -497,9 +420,9 @@ def main(argv=None):
     extra = overlay_pngs(full_test, probabilities, activation, threshold, labels)
     for index in np.argsort([-truth.sum() for _, truth in full_test], kind="stable")[:3]:  # those with most lesion
         extra[f"examples/{test_kept[index].image.name}"] = test_kept[index].image.read_bytes()
-    common.write_bundle(args.out, {"segmenter": model}, metadata, card(metadata, extra), extra)
+    publishing.write_bundle(args.out, {"segmenter": model}, metadata, card(metadata, extra), extra)
     if args.push_to_hub:
-        common.push_to_hub(args.out, args.push_to_hub, TASK)
+        publishing.push_to_hub(args.out, args.push_to_hub, TASK)
     return metrics
 
 
@@ -532,7 +455,7 @@ kept, centred on black) to the input size; the output is cropped back and resize
 
 {overlays}
 """
-    text = common.model_card(
+    text = publishing.model_card(
         "Caries segmentation (U-Net)",
         f"Marks {', '.join(metadata['labels'])} on dental radiographs, pixel by pixel.",
         metadata, tags=["dental", "radiograph", "caries", "u-net"], datasets=[], metric_rows=rows, body=body,
@@ -542,11 +465,11 @@ kept, centred on black) to the input size; the output is cropped back and resize
 
 def build_demo(out: Path, workdir: Path):
     """The demo bundle: synthetic radiographs -> VoTT export -> masks -> this recipe."""
-    from training import caries_masks
-    from training.synthetic_xrays import make_caries_dataset
+    from training import masks_from_annotations
+    from training.synthetic.radiographs import make_caries_dataset
 
     images, export = make_caries_dataset(workdir / "radiographs", count=60, size=(128, 80), teeth=(2, 4))
-    caries_masks.main(["--annotations", str(export), "--images", str(images), "--out", str(workdir / "caries")])
+    masks_from_annotations.main(["--annotations", str(export), "--images", str(images), "--out", str(workdir / "caries")])
     main(["--data", str(workdir / "caries"), "--out", str(out), "--image-size", "64", "--depth", "3", "--width", "12",
           "--epochs", "12", "--patience", "5", "--batch-size", "16", "--learning-rate", "0.005", "--demo"])
 

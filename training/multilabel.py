@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from training import common
+from training import backbones, fitting
 
 LOSSES = ("bce", "weighted", "focal")
 K_VALUES = (1, 3, 5)
@@ -41,7 +41,7 @@ def build_model(num_labels: int, image_size: int, backbone: str, weights: str, n
     from keras import layers
 
     augmentation = [layers.RandomFlip("horizontal"), layers.RandomRotation(0.05), layers.RandomZoom(0.1)]
-    inputs, x, base = common.backbone_features(image_size, backbone, weights, augmentation)
+    inputs, x, base = backbones.backbone_features(image_size, backbone, weights, augmentation)
     x = layers.Dropout(0.3)(x)
     outputs = layers.Dense(num_labels, activation="sigmoid", name="labels")(x)
     return keras.Model(inputs, outputs, name=name), base
@@ -225,7 +225,7 @@ def train_and_evaluate(args, model, base, loss, data, labels: list[str]):
     `data` is {"train"|"val"|"test": (images, targets)}. Returns (thresholds, metrics).
     """
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = data["train"], data["val"], data["test"]
-    common.fit_two_phases(model, base, args, (x_train, y_train), (x_val, y_val), compile_with(loss))
+    fitting.fit_two_phases(model, base, args, (x_train, y_train), (x_val, y_val), compile_with(loss))
     val_scores = model.predict(x_val, batch_size=args.batch_size, verbose=0)
     thresholds = choose_thresholds(val_scores, y_val, labels)
     test_scores = model.predict(x_test, batch_size=args.batch_size, verbose=0)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from training.annotations import polygon_mask
+from training.datasets.annotations import polygon_mask
 
 CLASSES = ("caries", "filling")
 
