@@ -13,8 +13,10 @@ import hashlib
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import unquote, urlparse
+
+from loopback import LoopbackServer
 
 
 def git_blob_id(data: bytes) -> str:
@@ -22,24 +24,14 @@ def git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-class FakeHub:
+class FakeHub(LoopbackServer):
     def __init__(self):
         self.repos: dict[str, dict] = {}  # repo_id -> {"commits": {sha: {path: bytes}}, "refs": {"main": sha}}
         self.requests: list[tuple[str, str]] = []
         self.unknown: list[tuple[str, str]] = []
         self.validated_cards: list[dict] = []
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(self._handler())
 
     def commit(self, repo_id: str, files: dict[str, bytes]) -> str:
         """Add a commit on main holding the previous files plus `files`; returns its id."""

@@ -14,9 +14,10 @@ import hashlib
 import io
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+from loopback import LoopbackServer
 from PIL import Image, ImageDraw
 
 BOX_HEADER = ["ImageID", "Source", "LabelName", "Confidence", "XMin", "XMax", "YMin", "YMax",
@@ -25,35 +26,24 @@ IMAGE_HEADER = ["ImageID", "Subset", "OriginalURL", "OriginalLandingURL", "Licen
                 "Author", "Title", "OriginalSize", "OriginalMD5", "Thumbnail300KURL", "Rotation"]
 
 
-class FakeFlickr:
+class FakeFlickr(LoopbackServer):
     def __init__(self):
         self.plans: dict[str, list] = {}
         self.requests: Counter = Counter()
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(self._handler())
 
     def serve(self, path: str, *responses) -> str:
         """Plan the answers to GET path; returns its URL."""
         self.plans[path] = list(responses)
-        return self.base + path
+        return self.url + path
 
     def reset_counts(self):
         with self.lock:
             self.requests.clear()
 
     def _handler(self):
-        hub = self
+        flickr = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -62,16 +52,16 @@ class FakeFlickr:
                 pass
 
             def do_GET(self):
-                with hub.lock:
-                    hub.requests[self.path] += 1
-                    plan = hub.plans.get(self.path, [404])
-                    answer = plan[min(hub.requests[self.path], len(plan)) - 1]
+                with flickr.lock:
+                    flickr.requests[self.path] += 1
+                    plan = flickr.plans.get(self.path, [404])
+                    answer = plan[min(flickr.requests[self.path], len(plan)) - 1]
                 if answer == "drop":
                     self.close_connection = True
                     return
                 if isinstance(answer, tuple):
                     self.send_response(302)
-                    self.send_header("Location", hub.base + answer[1])
+                    self.send_header("Location", flickr.url + answer[1])
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return

@@ -165,21 +165,30 @@ def resolve_classes(wanted: list[str], names: dict[str, str]) -> list[Class]:
     return sorted(classes.values(), key=lambda c: c.folder)
 
 
-def drop_reason(row: list[str], columns: dict[str, int], box: Box, args) -> str | None:
+@dataclass(frozen=True)
+class BoxFilters:
+    """Which boxes to leave out: --drop-group-of, --drop-depiction, --min-box-size."""
+    drop_group_of: bool
+    drop_depiction: bool
+    min_box_size: float
+
+
+def drop_reason(row: list[str], columns: dict[str, int], box: Box, filters: BoxFilters) -> str | None:
     """Why an option leaves this box out, if it does. Flags are 0/1, -1 unknown (kept)."""
     def flag(name):
         return name in columns and row[columns[name]].strip() == "1"
 
-    if args.drop_group_of and flag("IsGroupOf"):
+    if filters.drop_group_of and flag("IsGroupOf"):
         return "group-of"
-    if args.drop_depiction and flag("IsDepiction"):
+    if filters.drop_depiction and flag("IsDepiction"):
         return "depiction"
-    if min(box.xmax - box.xmin, box.ymax - box.ymin) < args.min_box_size:
-        return f"smaller than --min-box-size {args.min_box_size}"
+    if min(box.xmax - box.xmin, box.ymax - box.ymin) < filters.min_box_size:
+        return f"smaller than --min-box-size {filters.min_box_size}"
     return None
 
 
-def read_boxes(meta: Path, classes: dict[str, Class], args, digests: dict, report: Report) -> list[Box]:
+def read_boxes(meta: Path, classes: dict[str, Class], filters: BoxFilters, digests: dict, report: Report,
+               progress: bool) -> list[Box]:
     """Boxes of the wanted labels that the options keep, in (file, line) order."""
     files = sorted(meta.glob("*-annotations-bbox.csv"))
     if not files:
@@ -187,7 +196,7 @@ def read_boxes(meta: Path, classes: dict[str, Class], args, digests: dict, repor
     coordinates = ("XMin", "XMax", "YMin", "YMax")
     boxes, seen = [], Counter()
     for path in files:
-        rows = stream_csv(path, digests, not args.quiet)
+        rows = stream_csv(path, digests, progress)
         columns, width = read_header(path, rows, ("ImageID", "LabelName", *coordinates))
         for line, row in rows:
             if isinstance(row, csv.Error) or (row and len(row) != width):
@@ -211,7 +220,7 @@ def read_boxes(meta: Path, classes: dict[str, Class], args, digests: dict, repor
                 continue
             box = Box(image, seen[image], label, xmin, xmax, ymin, ymax)
             seen[image] += 1
-            reason = drop_reason(row, columns, box, args)
+            reason = drop_reason(row, columns, box, filters)
             if reason:
                 report.skip_box(box, classes[label].folder, reason)
             else:
@@ -230,14 +239,14 @@ def parse_rotation(text: str) -> int:
     return int(angle)
 
 
-def read_images(meta: Path, wanted: set[str], args, digests: dict, report: Report) -> dict[str, dict]:
+def read_images(meta: Path, wanted: set[str], digests: dict, report: Report, progress: bool) -> dict[str, dict]:
     """ImageID -> {subset, url, md5, rotation} for the wanted images (first list, by file name, wins)."""
     files = sorted(meta.glob("*-images-*with-rotation.csv"))
     if not files:
         raise SystemExit(f"No *-images-*with-rotation.csv (e.g. train-images-boxable-with-rotation.csv) in {meta}")
     images = {}
     for path in files:
-        rows = stream_csv(path, digests, not args.quiet)
+        rows = stream_csv(path, digests, progress)
         columns, width = read_header(path, rows, ("ImageID", "Subset", "OriginalURL", "OriginalMD5", "Rotation"))
         for line, row in rows:
             image = row[columns["ImageID"]].strip() if isinstance(row, list) and len(row) > columns["ImageID"] else ""
@@ -256,7 +265,15 @@ def read_images(meta: Path, wanted: set[str], args, digests: dict, report: Repor
     return images
 
 
-def select(boxes: list[Box], images: dict[str, dict], classes: dict[str, Class], args, report: Report) -> dict[str, list[Box]]:
+@dataclass(frozen=True)
+class Selection:
+    """Which of the kept boxes to crop: --subset (empty: all) and --max-per-class (0: no cap)."""
+    subset: frozenset[str]
+    max_per_class: int
+
+
+def select(boxes: list[Box], images: dict[str, dict], classes: dict[str, Class], selection: Selection,
+           report: Report) -> dict[str, list[Box]]:
     """ImageID -> boxes to crop. Images go by sorted ImageID and boxes by k, so --max-per-class
     picks the same boxes every run. The cap is applied before downloading: images that then
     fail leave their class below the cap."""
@@ -270,11 +287,11 @@ def select(boxes: list[Box], images: dict[str, dict], classes: dict[str, Class],
             folder = classes[box.label].folder
             if info is None:
                 report.skip_image(image, "not in image list")
-            elif args.subset and info["subset"] not in args.subset:
+            elif selection.subset and info["subset"] not in selection.subset:
                 report.dropped["not in --subset"][folder] += 1
             elif not info["url"]:
                 report.skip_image(image, "no OriginalURL")
-            elif args.max_per_class and taken[folder] >= args.max_per_class:
+            elif selection.max_per_class and taken[folder] >= selection.max_per_class:
                 report.dropped["over --max-per-class"][folder] += 1
             else:
                 taken[folder] += 1
@@ -283,6 +300,17 @@ def select(boxes: list[Box], images: dict[str, dict], classes: dict[str, Class],
 
 
 # --- downloading -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DownloadSettings:
+    """--workers, --retries, --backoff, --rate, --timeout, --retry-failed (their help says what each does)."""
+    workers: int
+    retries: int
+    backoff: float
+    rate: float
+    timeout: float
+    retry_failed: bool
+
 
 class RateLimit:
     """At most `rate` requests a second over all threads: each request takes the next free slot."""
@@ -330,22 +358,22 @@ def fetch(url: str, part: Path, timeout: float):
         raise Retry(f"{type(error).__name__}: {getattr(error, 'reason', error)}") from None
 
 
-def download(image: str, info: dict, folder: Path, args, limit: RateLimit) -> tuple[str | None, bool]:
+def download(image: str, info: dict, folder: Path, settings: DownloadSettings, limit: RateLimit) -> tuple[str | None, bool]:
     """Fetch one image to folder/<ImageID>.jpg. Returns (None, _) when kept, else (reason,
     whether the failure is for good). Only a checked file is renamed into place."""
     part = folder / f"{image}.jpg.part"
     try:
-        for attempt in range(args.retries + 1):
+        for attempt in range(settings.retries + 1):
             if attempt:
-                time.sleep(args.backoff * 2 ** (attempt - 1))
+                time.sleep(settings.backoff * 2 ** (attempt - 1))
             limit.wait()
             try:
-                final_url, md5, sha = fetch(info["url"], part, args.timeout)
+                final_url, md5, sha = fetch(info["url"], part, settings.timeout)
                 break
             except Retry as error:
                 last = error
         else:
-            return f"download failed after {args.retries + 1} attempts: {last}", False
+            return f"download failed after {settings.retries + 1} attempts: {last}", False
         if "photo_unavailable" in final_url or sha in PLACEHOLDER_SHA256:
             raise Skip(PLACEHOLDER)  # Flickr redirects removed photos to a placeholder image
         if info["md5"] and base64.b64encode(md5).decode() != info["md5"]:
@@ -363,7 +391,7 @@ def download(image: str, info: dict, folder: Path, args, limit: RateLimit) -> tu
         part.unlink(missing_ok=True)
 
 
-def download_all(chosen: dict, images: dict, out: Path, args, report: Report) -> int:
+def download_all(chosen: dict, images: dict, out: Path, settings: DownloadSettings, report: Report, progress: bool) -> int:
     """Download what is missing, concurrently; returns how many images were fetched."""
     folder = out / "images"
     folder.mkdir(parents=True, exist_ok=True)
@@ -376,17 +404,17 @@ def download_all(chosen: dict, images: dict, out: Path, args, report: Report) ->
         known = failures.get(image)
         if (folder / f"{image}.jpg").is_file():
             continue  # fetched and checked by an earlier run
-        if known and known["url"] == images[image]["url"] and not args.retry_failed:
+        if known and known["url"] == images[image]["url"] and not settings.retry_failed:
             report.skip_image(image, known["reason"])
         else:
             todo.append(image)
 
-    fetched, limit = 0, RateLimit(args.rate)
-    pool = ThreadPoolExecutor(args.workers)
+    fetched, limit = 0, RateLimit(settings.rate)
+    pool = ThreadPoolExecutor(settings.workers)
     try:
-        futures = {pool.submit(download, image, images[image], folder, args, limit): image for image in todo}
+        futures = {pool.submit(download, image, images[image], folder, settings, limit): image for image in todo}
         for future in tqdm(as_completed(futures), total=len(futures), desc="downloading", unit="img",
-                           file=sys.stderr, disable=args.quiet):
+                           file=sys.stderr, disable=not progress):
             image = futures[future]
             reason, for_good = future.result()
             if reason is None:
@@ -414,13 +442,13 @@ def write_atomic(path: Path, data: bytes):
         part.unlink(missing_ok=True)  # only left when cut off before the rename
 
 
-def crop_all(chosen: dict, images: dict, out: Path, classes: dict[str, Class], args, report: Report) -> list[dict]:
+def crop_all(chosen: dict, images: dict, out: Path, classes: dict[str, Class], report: Report, progress: bool) -> list[dict]:
     """Crop every chosen box of every downloaded image; returns the crops, with their SHA-256."""
     root = out / "images_cropped"
     for c in classes.values():
         (root / c.folder).mkdir(parents=True, exist_ok=True)  # a class with no crop still has its folder
     crops = []
-    for image in tqdm(sorted(chosen), desc="cropping", unit="img", file=sys.stderr, disable=args.quiet):
+    for image in tqdm(sorted(chosen), desc="cropping", unit="img", file=sys.stderr, disable=not progress):
         source = out / "images" / f"{image}.jpg"
         if not source.is_file():
             continue  # skipped while downloading, already reported
@@ -453,12 +481,12 @@ def crop_all(chosen: dict, images: dict, out: Path, classes: dict[str, Class], a
     return crops
 
 
-def write_manifest(out: Path, args, classes: dict[str, Class], digests: dict, report: Report, crops: list[dict]) -> dict:
+def write_manifest(out: Path, options: dict, classes: dict[str, Class], digests: dict, report: Report, crops: list[dict]) -> dict:
     """Everything that went in and came out; no timestamps or absolute paths, so equal inputs give equal bytes."""
     counts = Counter(crop["file"].split("/")[0] for crop in crops)
     manifest = {
         "sources": digests,
-        "options": {k: v for k, v in vars(args).items() if k not in ("meta", "out", "quiet")},  # not paths
+        "options": options,
         "classes": [asdict(c) for c in sorted(classes.values(), key=lambda c: c.folder)],
         "counts": {c.folder: counts[c.folder] for c in classes.values()},
         "dropped": {reason: dict(per_class) for reason, per_class in report.dropped.items()},
@@ -498,14 +526,23 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    progress = not args.quiet
+    filters = BoxFilters(drop_group_of=args.drop_group_of, drop_depiction=args.drop_depiction, min_box_size=args.min_box_size)
+    selection = Selection(subset=frozenset(args.subset or ()), max_per_class=args.max_per_class)
+    settings = DownloadSettings(workers=args.workers, retries=args.retries, backoff=args.backoff, rate=args.rate,
+                                timeout=args.timeout, retry_failed=args.retry_failed)
+    # The manifest records the command line as parsed, less the paths (so that equal inputs give
+    # equal bytes) and --quiet (it changes nothing built).
+    options = {k: v for k, v in vars(args).items() if k not in ("meta", "out", "quiet")}
+
     digests, report = {}, Report()
     classes = {c.label: c for c in resolve_classes(args.classes, read_class_names(args.meta, digests))}
-    boxes = read_boxes(args.meta, classes, args, digests, report)
-    images = read_images(args.meta, {box.image for box in boxes}, args, digests, report)
-    chosen = select(boxes, images, classes, args, report)
-    fetched = download_all(chosen, images, args.out, args, report)
-    crops = crop_all(chosen, images, args.out, classes, args, report)
-    manifest = write_manifest(args.out, args, classes, digests, report, crops)
+    boxes = read_boxes(args.meta, classes, filters, digests, report, progress)
+    images = read_images(args.meta, {box.image for box in boxes}, digests, report, progress)
+    chosen = select(boxes, images, classes, selection, report)
+    fetched = download_all(chosen, images, args.out, settings, report, progress)
+    crops = crop_all(chosen, images, args.out, classes, report, progress)
+    manifest = write_manifest(args.out, options, classes, digests, report, crops)
     summary = {"counts": manifest["counts"], "crops": len(crops),
                "images": len(chosen), "fetched": fetched, "skipped_images": len(report.images),
                "skipped_boxes": len(report.boxes), "manifest": str(args.out / "manifest.json")}
