@@ -25,7 +25,7 @@ def load_models(models_dir=None, hub_config=None) -> dict:
     """Resolve every task's model once; never raises (problems become notices)."""
     root = source.models_dir(models_dir)
     hub = source.read_hub_config(hub_config)
-    return {task.NAME: source.resolve(task.NAME, task.TRAIN_COMMAND, root, hub) for task in TASKS}
+    return {task.NAME: source.resolve(task.NAME, task.TRAIN_COMMAND, root, hub, task.REQUIRES) for task in TASKS}
 
 
 def build_app(models: dict) -> gr.Blocks:

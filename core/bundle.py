@@ -132,14 +132,32 @@ def read_metadata(path) -> dict:
     return metadata
 
 
-def load_bundle(path, expected_task: str | None = None) -> Bundle:
-    """Read metadata, load every network with safe_mode=True, and warm it."""
+def missing_keys(metadata: dict, required) -> list[str]:
+    """The dotted keys ("thresholds.per_label", "networks.classifier") absent from `metadata`."""
+    missing = []
+    for key in required:
+        value = metadata
+        for part in key.split("."):
+            if not isinstance(value, dict) or part not in value:
+                missing.append(key)
+                break
+            value = value[part]
+    return missing
+
+
+def load_bundle(path, expected_task: str | None = None, required=()) -> Bundle:
+    """Read metadata, check it holds the `required` keys (a task's schema: what its tab reads),
+    load every network with safe_mode=True, and warm it."""
     import keras
 
     path = Path(path)
     metadata = read_metadata(path)
     if expected_task and metadata["task"] != expected_task:
         raise BundleError(f"{path} holds a model for '{metadata['task']}', not '{expected_task}'")
+    missing = missing_keys(metadata, required)
+    if missing:
+        raise BundleError(f"{path / METADATA_FILE} lacks {', '.join(missing)}, which this tab needs; "
+                          f"it was made by an older or a different recipe")
     networks = {}
     for name, filename in metadata["networks"].items():
         file = path / filename

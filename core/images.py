@@ -36,7 +36,29 @@ def load_image(source, max_pixels: int = MAX_PIXELS, max_side: int = WORKING_SID
     """Decode a path, bytes or PIL image into an upright 8-bit RGB PIL image."""
     if isinstance(source, Image.Image):
         return _to_rgb(ImageOps.exif_transpose(source))
-    name, stream = _open_stream(source)
+    image = open_image(source, max_pixels)
+    if image.format == "JPEG":
+        # JPEG can decode straight to a smaller scale, which is much cheaper.
+        image.draft("RGB", (max_side, max_side))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image.load()
+    except (OSError, SyntaxError, ValueError) as error:
+        raise _decode_error(_source_name(source), error) from None
+    image = ImageOps.exif_transpose(image)
+    image = _to_rgb(image)
+    if max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return image
+
+
+def open_image(source, max_pixels: int = MAX_PIXELS, name: str | None = None) -> Image.Image:
+    """Open a path or bytes and check the image from its header alone, decoding nothing: an
+    ImageError for an empty file, a non-image, or one over the pixel limit. Cheap enough to run
+    over a whole dataset before training."""
+    name = name or _source_name(source)
+    stream = _open_stream(source, name)
     try:
         image = Image.open(stream)
     except UnidentifiedImageError:
@@ -49,20 +71,11 @@ def load_image(source, max_pixels: int = MAX_PIXELS, max_side: int = WORKING_SID
             f"{name} is {width} x {height} pixels ({width * height / 1e6:.0f} megapixels); "
             f"the limit is {max_pixels / 1e6:.0f} megapixels — downscale it first"
         )
-    if image.format == "JPEG":
-        # JPEG can decode straight to a smaller scale, which is much cheaper.
-        image.draft("RGB", (max_side, max_side))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            image.load()
-    except (OSError, SyntaxError, ValueError) as error:
-        raise _decode_error(name, error) from None
-    image = ImageOps.exif_transpose(image)
-    image = _to_rgb(image)
-    if max(image.size) > max_side:
-        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return image
+
+
+def _source_name(source) -> str:
+    return "the upload" if isinstance(source, (bytes, bytearray)) else (Path(source).name or str(source))
 
 
 def _decode_error(name: str, error: Exception) -> ImageError:
@@ -71,20 +84,20 @@ def _decode_error(name: str, error: Exception) -> ImageError:
     return ImageError(f"{name} is damaged and could not be decoded: {error}")
 
 
-def _open_stream(source):
-    """Return a display name and a binary stream, refusing empty inputs clearly."""
+def _open_stream(source, name: str):
+    """A binary stream over the whole input, refusing missing and empty inputs clearly."""
     if source is None:
         raise ImageError("No image was given")
     if isinstance(source, (bytes, bytearray)):
         if not source:
-            raise ImageError("The upload is empty (0 bytes)")
-        return "the upload", io.BytesIO(source)
+            raise ImageError("The upload is empty (0 bytes)" if name == "the upload" else f"{name} is empty (0 bytes)")
+        return io.BytesIO(source)
     path = Path(source)
     if not path.is_file():
         raise ImageError(f"{path.name or path} does not exist")
     if path.stat().st_size == 0:
         raise ImageError(f"{path.name} is empty (0 bytes)")
-    return path.name, io.BytesIO(path.read_bytes())
+    return io.BytesIO(path.read_bytes())
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

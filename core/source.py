@@ -65,12 +65,14 @@ def download_pinned(pin: HubPin) -> Path:
     return Path(snapshot_download(repo_id=pin.repo_id, revision=pin.revision, repo_type="model"))
 
 
-def resolve(task: str, train_command: str, local_root: Path, hub: dict[str, HubPin]) -> Resolved:
+def resolve(task: str, train_command: str, local_root: Path, hub: dict[str, HubPin], required=()) -> Resolved:
+    """The task's model from the first source that has a usable one; `required` are the task.json
+    keys its tab reads (its schema), checked at load."""
     notices: list[str] = []
     local = local_root / task
     if local.exists():
         try:
-            return Resolved(load_bundle(local, task), origin=str(local), notices=notices)
+            return Resolved(load_bundle(local, task, required), origin=str(local), notices=notices)
         except BundleError as error:
             notices.append(f"The local model is broken: {error}. Retrain it with `{train_command}`.")
 
@@ -78,7 +80,7 @@ def resolve(task: str, train_command: str, local_root: Path, hub: dict[str, HubP
     if pin is not None:
         try:
             snapshot = download_pinned(pin)
-            bundle = load_bundle(snapshot, task)
+            bundle = load_bundle(snapshot, task, required)
             return Resolved(bundle, origin=f"{pin.repo_id}@{pin.revision}", notices=notices)
         except BundleError as error:
             notices.append(f"The Hub model {pin.repo_id}@{pin.revision} is broken: {error}.")
@@ -93,7 +95,7 @@ def resolve(task: str, train_command: str, local_root: Path, hub: dict[str, HubP
     demo = local_root / "demo" / task
     if demo.exists():
         try:
-            return Resolved(load_bundle(demo, task), origin=str(demo), notices=notices)
+            return Resolved(load_bundle(demo, task, required), origin=str(demo), notices=notices)
         except BundleError as error:
             notices.append(f"The demo model is broken: {error}. Rebuild it with `{DEMO_COMMAND}`.")
 

@@ -60,6 +60,32 @@ def threshold_slider(bundle, noun: str):
                           f"each {noun} uses its own tuned threshold.")
 
 
+def label_tab(bundle, predict, api_name: str, image_label: str, result_label: str, button: str, top_k: int):
+    """A single-label classifier's tab: a photo in, its most likely classes out (gr.Label)."""
+    with gr.Row():
+        image = ImageUpload(type="filepath", sources=["upload", "clipboard"], label=image_label)
+        result = gr.Label(num_top_classes=top_k, label=result_label)
+    gr.Button(button, variant="primary").click(guarded(predict, bundle), inputs=image, outputs=result,
+                                               api_name=api_name, concurrency_limit=CONCURRENCY)
+    examples(bundle, image)
+
+
+def multilabel_tab(bundle, predict, api_name: str, image_label: str, result_label: str, top_k: int,
+                   text_label: str, noun: str, button: str, copy: bool = False):
+    """A multi-label model's tab: a photo and a threshold in, the labels (gr.Label) and a line of
+    text out."""
+    with gr.Row():
+        image = ImageUpload(type="filepath", sources=["upload", "clipboard"], label=image_label)
+        with gr.Column():
+            labels = gr.Label(num_top_classes=top_k, label=result_label)
+            text = gr.Textbox(label=text_label, buttons=["copy"] if copy else None, interactive=False)
+    threshold = threshold_slider(bundle, noun)
+    gr.Button(button, variant="primary").click(guarded(predict, bundle), inputs=[image, threshold],
+                                               outputs=[labels, text], api_name=api_name,
+                                               concurrency_limit=CONCURRENCY)
+    examples(bundle, image)
+
+
 def examples(bundle, image_input):
     """The bundle's own example images (held-out photos, or the demo generator's pictures)."""
     folder = bundle.path / "examples"

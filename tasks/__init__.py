@@ -1,7 +1,8 @@
 """The task registry: one module per tab, in the order the tabs appear.
 
-A task module provides NAME, TITLE, API_NAME, DESCRIPTION, TRAIN_COMMAND,
-a plain `predict(bundle, image)` and `tab(bundle, ui)` declaring its components.
+A task module provides NAME, TITLE, API_NAME, DESCRIPTION, TRAIN_COMMAND, REQUIRES
+(the task.json keys its tab reads), a plain `predict(bundle, image)` and
+`tab(bundle, ui)` declaring its components.
 """
 
 from tasks import age_gender, caries, dog_breed, hashtags, movie_genres, sandwich

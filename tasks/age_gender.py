@@ -21,6 +21,9 @@ API_NAME = "age_gender"
 DESCRIPTION = ("Upload a photo of a person: the model finds the faces (up to four), measures how far each head "
                "is tilted, straightens it, then estimates gender and age.")
 TRAIN_COMMAND = "python -m training.age_gender --data DIR --out models/age_gender"
+# The task.json keys this tab reads: a bundle without one is refused at start, with a notice.
+REQUIRES = ("networks.rotation", "networks.gender_age", "labels", "input.size", "rotation.loss", "age.rmse",
+            "face.crop_scale")
 NO_FACE = "No face found: the results are for the whole picture, taken as one centred face."
 BOX_COLOURS = ["#ff3b30", "#34c759", "#007aff", "#ff9500", "#af52de", "#00c7be"]
 SHOWN_SIDE = 160  # straightened crops are shown at this size

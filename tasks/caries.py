@@ -18,6 +18,8 @@ DESCRIPTION = ("Upload a dental radiograph (greyscale or colour, any size): the 
                "one colour per class, and says how much of the image they cover.")
 TRAIN_COMMAND = ("python -m training.caries_masks --annotations EXPORT --images DIR --out data/caries"
                  " && python -m training.caries --data data/caries --out models/caries")
+# The task.json keys this tab reads: a bundle without one is refused at start, with a notice.
+REQUIRES = ("networks.segmenter", "labels", "input.size", "thresholds.global", "activation")
 HEADERS = ["Class", "Pixels", "% of image"]
 
 

@@ -11,6 +11,8 @@ TITLE = "Dog breed"
 API_NAME = "dog_breed"
 DESCRIPTION = "Upload a photo of a dog: the model names the five most likely of the Stanford Dogs breeds."
 TRAIN_COMMAND = "python -m training.dog_breed --data DIR --out models/dog_breed"
+# The task.json keys this tab reads: a bundle without one is refused at start, with a notice.
+REQUIRES = ("networks.classifier", "labels", "input.size")
 TOP_K = 5
 
 
@@ -23,12 +25,4 @@ def predict(bundle: Bundle, image) -> dict[str, float]:
 
 def tab(bundle: Bundle, ui):
     """Declare this tab's components and wire them to `predict`."""
-    import gradio as gr
-
-    with gr.Row():
-        image = ui.ImageUpload(type="filepath", sources=["upload", "clipboard"], label="Photo of a dog")
-        breeds = gr.Label(num_top_classes=TOP_K, label="Most likely breeds")
-    button = gr.Button("Identify the breed", variant="primary")
-    button.click(ui.guarded(predict, bundle), inputs=image, outputs=breeds, api_name=API_NAME,
-                 concurrency_limit=ui.CONCURRENCY)
-    ui.examples(bundle, image)
+    ui.label_tab(bundle, predict, API_NAME, "Photo of a dog", "Most likely breeds", "Identify the breed", TOP_K)

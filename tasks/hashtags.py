@@ -10,6 +10,8 @@ TITLE = "Hashtags"
 API_NAME = "hashtags"
 DESCRIPTION = "Upload a photo: the model suggests hashtags, most confident first. Lower the threshold for more."
 TRAIN_COMMAND = "python -m training.hashtags --data DIR --out models/hashtags"
+# The task.json keys this tab reads: a bundle without one is refused at start, with a notice.
+REQUIRES = ("networks.classifier", "labels", "input.size", "thresholds.global", "thresholds.per_label")
 FALLBACK_K = 5
 BELOW = " (below threshold)"
 
@@ -25,15 +27,5 @@ def predict(bundle: Bundle, image, threshold: float | None = None) -> tuple[dict
 
 
 def tab(bundle: Bundle, ui):
-    import gradio as gr
-
-    with gr.Row():
-        image = ui.ImageUpload(type="filepath", sources=["upload", "clipboard"], label="Photo")
-        with gr.Column():
-            tags = gr.Label(num_top_classes=bundle.metadata.get("max_labels", 10), label="Suggested hashtags")
-            line = gr.Textbox(label="Hashtags to copy", buttons=["copy"], interactive=False)
-    threshold = ui.threshold_slider(bundle, "tag")
-    button = gr.Button("Suggest hashtags", variant="primary")
-    button.click(ui.guarded(predict, bundle), inputs=[image, threshold], outputs=[tags, line], api_name=API_NAME,
-                 concurrency_limit=ui.CONCURRENCY)
-    ui.examples(bundle, image)
+    ui.multilabel_tab(bundle, predict, API_NAME, "Photo", "Suggested hashtags", bundle.metadata.get("max_labels", 10),
+                      "Hashtags to copy", "tag", "Suggest hashtags", copy=True)

@@ -12,6 +12,8 @@ TITLE = "Movie genres"
 API_NAME = "movie_genres"
 DESCRIPTION = "Upload a movie poster: the model gives its three most likely genres and which pass the threshold."
 TRAIN_COMMAND = "python -m training.movie_genres --data DIR --out models/movie_genres"
+# The task.json keys this tab reads: a bundle without one is refused at start, with a notice.
+REQUIRES = ("networks.classifier", "labels", "input.size", "thresholds.global", "thresholds.per_label")
 TOP_K = 3
 
 
@@ -30,15 +32,5 @@ def predict(bundle: Bundle, image, threshold: float | None = None) -> tuple[dict
 
 
 def tab(bundle: Bundle, ui):
-    import gradio as gr
-
-    with gr.Row():
-        image = ui.ImageUpload(type="filepath", sources=["upload", "clipboard"], label="Poster")
-        with gr.Column():
-            genres = gr.Label(num_top_classes=TOP_K, label="Three most likely genres")
-            verdict = gr.Textbox(label="Genres that pass the threshold", interactive=False)
-    threshold = ui.threshold_slider(bundle, "genre")
-    button = gr.Button("Find the genres", variant="primary")
-    button.click(ui.guarded(predict, bundle), inputs=[image, threshold], outputs=[genres, verdict], api_name=API_NAME,
-                 concurrency_limit=ui.CONCURRENCY)
-    ui.examples(bundle, image)
+    ui.multilabel_tab(bundle, predict, API_NAME, "Poster", "Three most likely genres", TOP_K,
+                      "Genres that pass the threshold", "genre", "Find the genres")

@@ -10,6 +10,8 @@ API_NAME = "sandwich"
 DESCRIPTION = "Is it a hamburger or a sandwich? Upload a photo of food: the model, trained on Open Images crops, decides."
 TRAIN_COMMAND = ('python -m training.open_images --classes "Hamburger" "Sandwich" --meta META --out data/sandwich'
                  " && python -m training.sandwich --data data/sandwich/images_cropped --out models/sandwich")
+# The task.json keys this tab reads: a bundle without one is refused at start, with a notice.
+REQUIRES = ("networks.classifier", "labels", "input.size")
 
 
 def predict(bundle: Bundle, image) -> dict[str, float]:
@@ -20,12 +22,4 @@ def predict(bundle: Bundle, image) -> dict[str, float]:
 
 
 def tab(bundle: Bundle, ui):
-    import gradio as gr
-
-    with gr.Row():
-        image = ui.ImageUpload(type="filepath", sources=["upload", "clipboard"], label="Photo of food")
-        verdict = gr.Label(num_top_classes=len(bundle.labels), label="Verdict")
-    button = gr.Button("Decide", variant="primary")
-    button.click(ui.guarded(predict, bundle), inputs=image, outputs=verdict, api_name=API_NAME,
-                 concurrency_limit=ui.CONCURRENCY)
-    ui.examples(bundle, image)
+    ui.label_tab(bundle, predict, API_NAME, "Photo of food", "Verdict", "Decide", len(bundle.labels))

@@ -3,6 +3,7 @@ exact size, and the live tab answers through gradio_client."""
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from core.bundle import load_bundle
 from core.segmentation import Letterbox, letterbox_mask, restore
 from tasks import caries as task
 from test_images import bomb_png
-from training import caries, masks_from_annotations
+from training import caries, losses, masks_from_annotations
 from training.datasets import segmentation_masks
 from training.synthetic.radiographs import draw_radiograph, make_caries_dataset
 
@@ -191,15 +192,15 @@ def test_losses_dice_iou_and_weighted_cross_entropy():
     truth = np.zeros((1, 4, 4, 1), np.float32)
     truth[0, :2, :2] = 1
     for kind in ("dice", "iou"):
-        loss = caries.segmentation_loss(kind, "sigmoid")
+        loss = losses.SegmentationLoss(kind, "sigmoid")
         assert float(loss(truth, truth)) < 0.05 and float(loss(truth, 1 - truth)) > 0.9
-    plain = caries.segmentation_loss("bce", "sigmoid")
-    weighted = caries.segmentation_loss("ce", "sigmoid", class_weights=[5.0])
+    plain = losses.SegmentationLoss("bce", "sigmoid")
+    weighted = losses.SegmentationLoss("ce", "sigmoid", class_weights=[5.0])
     guess = np.full_like(truth, 0.3)
     assert float(weighted(truth, guess)) > float(plain(truth, guess))
     # Softmax: background + one class; the overlap terms ignore the background channel.
     onehot = np.concatenate([1 - truth, truth], axis=-1)
-    assert float(caries.segmentation_loss("dice+ce", "softmax")(onehot, np.clip(onehot, 0.01, 0.99))) < 0.1
+    assert float(losses.SegmentationLoss("dice+ce", "softmax")(onehot, np.clip(onehot, 0.01, 0.99))) < 0.1
     # Registered, so a compiled model's config round-trips without custom_objects.
     config = keras.saving.serialize_keras_object(weighted)
     assert keras.saving.deserialize_keras_object(config).class_weights == [5.0]
@@ -224,7 +225,10 @@ def test_output_and_network_are_chosen_from_the_data(tmp_path):
     pairs, labels, origin, overlapping, report = segmentation_masks.read_dataset(tmp_path)
     assert labels == ["class 1"] and not overlapping and "no classes.json" in origin
     assert report["images_without_mask"] == ["lonely.png"]
-    x, y, _, kept, skipped = caries.load_split(pairs, 1, 32)
+    source = caries.letterboxed(pairs, 1, 32, mirror=False, cache=None)  # as training streams them
+    kept = [decoded for decoded in map(source.decoded, range(len(source))) if decoded is not None]
+    y = np.stack([mask for _, mask in kept])
+    skipped = [f"{Path(path).name}: {reason}" for path, reason in source.problems.items()]
     assert len(kept) == 2 and y.shape == (2, 32, 32, 1) and y.sum() > 0
     assert skipped == ["x2.png: mask is 9 x 9, image is 20 x 10"]
     with pytest.raises(SystemExit, match="images/ and masks/"):

@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 
 from core.multilabel import decide, label_thresholds
-from training import multilabel
+from training import evaluation, multilabel
+
+
+def f1_score(tp, fp, fn) -> float:
+    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
 
 
 def brute_force_best_f1(scores, targets):
@@ -12,7 +16,7 @@ def brute_force_best_f1(scores, targets):
     for t in np.unique(scores):
         predicted = scores >= t
         tp = (predicted & targets).sum()
-        best = max(best, multilabel.f1_score(tp, (predicted & ~targets).sum(), (~predicted & targets).sum()))
+        best = max(best, f1_score(tp, (predicted & ~targets).sum(), (~predicted & targets).sum()))
     return best
 
 
@@ -21,10 +25,10 @@ def test_threshold_search_maximises_f1_on_a_hand_made_table():
     targets = np.array([1, 1, 0, 1, 0, 1, 0, 0], dtype=bool)
     # Keeping the top k gives F1 = .4, .667, .571, .75, .667, .8, .727, .667: best keeps six,
     # so the cut falls between 0.3 and 0.2.
-    threshold = multilabel.best_threshold(scores, targets)
+    threshold = evaluation.best_threshold(scores, targets)
     assert threshold == pytest.approx(0.25)
     predicted = scores >= threshold
-    f1 = multilabel.f1_score((predicted & targets).sum(), (predicted & ~targets).sum(), (~predicted & targets).sum())
+    f1 = f1_score((predicted & targets).sum(), (predicted & ~targets).sum(), (~predicted & targets).sum())
     assert f1 == pytest.approx(0.8) == pytest.approx(brute_force_best_f1(scores, targets))
 
 
@@ -32,9 +36,9 @@ def test_threshold_search_on_a_score_matrix_is_micro_and_ties_go_high():
     scores = np.array([[0.9, 0.2], [0.6, 0.7], [0.3, 0.55]])
     targets = np.array([[1, 0], [0, 1], [0, 1]], dtype=bool)
     # Keeping >= .55 is perfect (3 of 3); keeping >= .6 misses one: the cut goes between .55 and .3.
-    assert multilabel.best_threshold(scores, targets) == pytest.approx((0.55 + 0.3) / 2)
+    assert evaluation.best_threshold(scores, targets) == pytest.approx((0.55 + 0.3) / 2)
     # Two equally good cuts: the higher threshold wins.
-    assert multilabel.best_threshold(np.array([0.9, 0.5, 0.4]), np.array([1, 0, 1], dtype=bool)) == pytest.approx(0.2)
+    assert evaluation.best_threshold(np.array([0.9, 0.5, 0.4]), np.array([1, 0, 1], dtype=bool)) == pytest.approx(0.2)
 
 
 def test_per_label_thresholds_and_the_global_fallback():
@@ -49,7 +53,7 @@ def test_per_label_thresholds_and_the_global_fallback():
 def test_metrics_on_a_hand_made_example():
     scores = np.array([[0.9, 0.8, 0.1], [0.2, 0.7, 0.6]])
     targets = np.array([[1, 0, 0], [0, 1, 1]], dtype=bool)
-    metrics = multilabel.evaluate(scores, targets, np.array([0.5, 0.5, 0.5]), ["a", "b", "c"])
+    metrics = evaluation.multilabel_metrics(scores, targets, np.array([0.5, 0.5, 0.5]), ["a", "b", "c"])
     # Predicted {a, b} and {b, c}: tp 3, fp 1, fn 0.
     assert metrics["f1_micro"] == pytest.approx(6 / 7)
     assert metrics["precision_micro"] == pytest.approx(0.75) and metrics["recall_micro"] == 1.0

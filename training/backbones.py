@@ -1,117 +1,128 @@
-"""Backbones: the from-scratch CNNs and the keras.applications networks, and how a recipe puts
-one under its head.
+"""Backbones: the from-scratch CNNs, the keras.applications networks, and how a recipe puts one
+under its head (or, for a U-Net, takes its features at several scales).
 
-Each backbone takes float RGB in 0..255; what it needs beyond that is a layer inside
-the model (EfficientNet normalises internally; MobileNetV2 and Xception want -1..1).
+Every backbone takes float RGB in 0..255; whatever it needs beyond that is a layer inside the
+model, applied once: EfficientNet normalises 0..255 itself, MobileNetV2 and Xception want -1..1
+(the `preprocess_input` their ImageNet weights were trained with), which our wrapper's Rescaling
+layer gives them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+# keras.applications networks: constructor, and whether it wants -1..1 input (else 0..255 as given).
+APPLICATIONS = {
+    "efficientnetb0": ("EfficientNetB0", False),
+    "efficientnetb3": ("EfficientNetB3", False),
+    "mobilenetv2": ("MobileNetV2", True),
+    "xception": ("Xception", True),
+}
+# The layers whose outputs a U-Net takes as skips, at strides 2, 4, 8, 16, 32.
+ENCODER_FEATURES = {
+    "mobilenetv2": ["block_1_expand_relu", "block_3_expand_relu", "block_6_expand_relu", "block_13_expand_relu",
+                    "block_16_project"],
+    "efficientnetb0": ["block2a_expand_activation", "block3a_expand_activation", "block4a_expand_activation",
+                       "block6a_expand_activation", "top_activation"],
+}
+# The courses' from-scratch CNNs, named for what they are; the old names still work.
+ALIASES = {"small": "conv4-gap", "scratch": "conv4-dense", "simple": "conv3-dense"}
 
-def _small_cnn(input_shape, weights):
-    """The course's CNN from scratch: four conv blocks; for quick runs and tests."""
+
+def conv4_gap(input_shape):
+    """Four 3x3 conv blocks with batch normalisation, then global average pooling: quick to train,
+    for tests and demos."""
     import keras
     from keras import layers
 
-    if weights not in ("none", None):
-        raise SystemExit("The 'small' backbone is trained from scratch: use --weights none.")
     blocks = [layers.Input(input_shape), layers.Rescaling(1.0 / 255)]
     for filters in (16, 32, 64, 128):
         blocks += [
             layers.Conv2D(filters, 3, padding="same", use_bias=False),
-            layers.BatchNormalization(momentum=0.9),  # few steps per epoch on small data
+            layers.BatchNormalization(),  # momentum set for the run by fitting.match_batchnorm
             layers.Activation("relu"),
             layers.MaxPooling2D(),
         ]
     blocks.append(layers.GlobalAveragePooling2D())
-    return keras.Sequential(blocks, name="small_cnn")
+    return keras.Sequential(blocks, name="conv4_gap")
 
 
-def _scratch_cnn(input_shape, weights):
-    """The movie-poster course's CNN from scratch: four 5x5 conv blocks, then dense 128 and 64."""
+def conv4_dense(input_shape):
+    """The movie-poster course's CNN: four 5x5 conv blocks with dropout, then dense 128 and 64."""
     import keras
     from keras import layers
 
-    if weights not in ("none", None):
-        raise SystemExit("The 'scratch' backbone is trained from scratch: use --weights none.")
     blocks = [layers.Input(input_shape), layers.Rescaling(1.0 / 255)]
     for filters in (16, 32, 64, 64):
         blocks += [layers.Conv2D(filters, 5, activation="relu"), layers.MaxPooling2D(), layers.Dropout(0.25)]
     blocks += [layers.Flatten(), layers.Dense(128, activation="relu"), layers.Dropout(0.5),
                layers.Dense(64, activation="relu"), layers.Dropout(0.5)]
-    return keras.Sequential(blocks, name="scratch_cnn")
+    return keras.Sequential(blocks, name="conv4_dense")
 
 
-def _simple_cnn(input_shape, weights):
-    """The Open Images course's small CNN: three conv blocks, one dense layer, strong dropout."""
+def conv3_dense(input_shape):
+    """The Open Images course's CNN: three 3x3 conv blocks, then dense 64 with strong dropout."""
     import keras
     from keras import layers
 
-    if weights not in ("none", None):
-        raise SystemExit("The 'simple' backbone is trained from scratch: use --weights none.")
     blocks = [layers.Input(input_shape), layers.Rescaling(1.0 / 255)]
     for filters in (32, 32, 64):
         blocks += [layers.Conv2D(filters, 3, activation="relu"), layers.MaxPooling2D()]
     blocks += [layers.Flatten(), layers.Dense(64, activation="relu"), layers.Dropout(0.5)]
-    return keras.Sequential(blocks, name="simple_cnn")
+    return keras.Sequential(blocks, name="conv3_dense")
 
 
-def _application(name, scale_to_unit_range):
-    def build(input_shape, weights):
-        import keras
-        from keras import layers
-
-        constructor = getattr(keras.applications, name)
-        base = constructor(include_top=False, weights=weights_argument(weights, name), input_shape=input_shape, pooling="avg")
-        if not scale_to_unit_range:
-            return base
-        inputs = keras.Input(input_shape)
-        outputs = base(layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs))
-        return keras.Model(inputs, outputs, name=base.name)
-
-    return build
-
-
-BACKBONES = {
-    "efficientnetb0": _application("EfficientNetB0", False),
-    "efficientnetb3": _application("EfficientNetB3", False),
-    "mobilenetv2": _application("MobileNetV2", True),
-    "xception": _application("Xception", True),
-    "small": _small_cnn,
-    "scratch": _scratch_cnn,
-    "simple": _simple_cnn,
-}
-
-
-def weights_argument(weights, name):
-    if weights in (None, "none"):
-        return None
-    if weights == "imagenet":
-        return "imagenet"
-    if not Path(weights).is_file():
-        raise SystemExit(f"--weights {weights}: no such file (expected {name} no-top weights, .h5)")
-    return str(weights)
-
-
-def build_backbone(name: str, weights: str, input_shape):
-    try:
-        return BACKBONES[name](input_shape, weights)
-    except SystemExit:
-        raise
-    except Exception as error:
-        if weights == "imagenet":
-            raise SystemExit(
-                f"Could not download ImageNet weights for {name} ({type(error).__name__}); download the "
-                f"no-top .h5 file from the Keras applications release on a connected machine and pass "
-                f"--weights PATH, or train from scratch with --weights none."
-            ) from None
-        raise
+SCRATCH = {"conv4-gap": conv4_gap, "conv4-dense": conv4_dense, "conv3-dense": conv3_dense}
+BACKBONES = [*APPLICATIONS, *SCRATCH, *ALIASES]  # what --backbone accepts
 
 
 def is_pretrained(weights) -> bool:
     return weights not in (None, "none")
+
+
+def application(name: str, weights: str, input_shape, pooling=None):
+    """A keras.applications network without its top, with ImageNet weights, a weights file, or none.
+    Unreachable ImageNet weights stop the run with one line that says what to do."""
+    import keras
+
+    constructor = APPLICATIONS[name][0]
+    if weights not in (None, "none", "imagenet") and not Path(weights).is_file():
+        raise SystemExit(f"--weights {weights}: no such file (expected {constructor} no-top weights, .h5)")
+    try:
+        return getattr(keras.applications, constructor)(
+            include_top=False, weights=weights if is_pretrained(weights) else None, input_shape=input_shape,
+            pooling=pooling)
+    except Exception as error:
+        if weights == "imagenet":
+            raise SystemExit(
+                f"Could not download ImageNet weights for {name} ({type(error).__name__}); download the no-top .h5 "
+                f"file from the Keras applications release on a connected machine and pass --weights PATH, or "
+                f"train from scratch with --weights none.") from None
+        raise
+
+
+def to_input_range(name: str):
+    """The layer that brings 0..255 pixels to what application `name` wants, or None."""
+    from keras import layers
+
+    return layers.Rescaling(1.0 / 127.5, offset=-1.0, name="to_unit_range") if APPLICATIONS[name][1] else None
+
+
+def build_backbone(name: str, weights: str, input_shape):
+    """The backbone `name` (or its old alias) taking 0..255 pixels, pooled to one feature vector."""
+    import keras
+
+    name = ALIASES.get(name, name)
+    if name in SCRATCH:
+        if is_pretrained(weights):
+            raise SystemExit(f"The '{name}' backbone is trained from scratch: use --weights none.")
+        return SCRATCH[name](input_shape)
+    base = application(name, weights, input_shape, pooling="avg")
+    scaling = to_input_range(name)
+    if scaling is None:
+        return base
+    inputs = keras.Input(input_shape)
+    return keras.Model(inputs, base(scaling(inputs)), name=base.name)
 
 
 def leaf_layers(model) -> list:

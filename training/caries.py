@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.images import ImageError
 from core.segmentation import (
     Letterbox,
     blend,
@@ -40,21 +39,14 @@ from core.segmentation import (
     letterbox_mask,
     restore,
 )
-from training import backbones, fitting, inputs, options, publishing
+from training import backbones, fitting, inputs, losses, options, publishing
 from training.datasets.report import report_problems
-from training.datasets.segmentation_masks import Pair, load_pair, read_dataset
+from training.datasets.segmentation_masks import Pair, load_pair, read_dataset, read_mask
 from training.datasets.splits import stratified_split
 
 TASK = "caries"
 LOSSES = ("dice", "iou", "ce", "dice+ce", "iou+ce", "bce", "dice+bce", "iou+bce")
-ENCODERS = {  # pretrained encoders: feature layers at strides 2, 4, 8, 16, 32
-    "mobilenetv2": ("MobileNetV2", True, ["block_1_expand_relu", "block_3_expand_relu", "block_6_expand_relu",
-                                          "block_13_expand_relu", "block_16_project"]),
-    "efficientnetb0": ("EfficientNetB0", False, ["block2a_expand_activation", "block3a_expand_activation",
-                                                 "block4a_expand_activation", "block6a_expand_activation",
-                                                 "top_activation"]),
-}
-BACKBONES = ["unet", *ENCODERS]
+BACKBONES = ["unet", *backbones.ENCODER_FEATURES]
 PREPROCESSING = {
     "decode": "core.images.load_image: EXIF orientation applied, any mode (16-bit grey included) to 8-bit RGB, "
               "long side capped at 2048 px",
@@ -73,28 +65,36 @@ def split(pairs: list[Pair], seed: int):
     return tuple([pairs[i] for i in idx] for idx in stratified_split(has_lesion, (0.8, 0.1, 0.1), seed))
 
 
-def load_split(pairs: list[Pair], num_classes: int, side: int, keep_full: bool = False):
-    """Letterboxed uint8 images and masks, and (for evaluation) the masks at full size."""
-    images, masks, full, kept, skipped = [], [], [], [], []
+def letterboxed(pairs: list[Pair], num_classes: int, side: int, mirror: bool, cache: Path | None) -> inputs.Source:
+    """Each pair letterboxed as the app letterboxes an upload (core/segmentation.py): the image, and
+    its per-class mask by nearest neighbour. With `mirror`, every pair appears a second time, to be
+    mirrored (left and right jaws mirror each other); both share one decoded (and cached) entry."""
+
+    def decode(record):
+        picture, mask = load_pair(record[0], num_classes)
+        return letterbox(picture, side)[0].astype(np.uint8), letterbox_mask(mask.astype(np.uint8), side)
+
+    records = [(pair, False) for pair in pairs] + ([(pair, True) for pair in pairs] if mirror else [])
+    return inputs.Source(records, decode, f"letterbox {side} (core.segmentation), {num_classes} class mask", cache,
+                         identity=lambda record: record[0])
+
+
+def class_pixels(pairs: list[Pair], num_classes: int) -> tuple[np.ndarray, int]:
+    """(pixels of each class, all pixels) over the training masks at their own size, read alone."""
+    positives, total = np.zeros(num_classes), 0
     for pair in pairs:
         try:
-            picture, mask = load_pair(pair, num_classes)
-        except (ImageError, OSError, ValueError) as error:
-            skipped.append(f"{pair.image.name}: {str(error).replace('the upload', pair.image.name)}")
+            mask = read_mask(pair.mask, num_classes)
+        except (OSError, ValueError):
             continue
-        pixels, _ = letterbox(picture, side)
-        images.append(pixels.astype(np.uint8))
-        masks.append(letterbox_mask(mask.astype(np.uint8), side))
-        kept.append(pair)
-        if keep_full:
-            full.append((picture, mask))
-    x = np.stack(images) if images else np.zeros((0, side, side, 3), np.uint8)
-    y = np.stack(masks) if masks else np.zeros((0, side, side, num_classes), np.uint8)
-    return x, y, full, kept, skipped
+        positives += mask.reshape(-1, num_classes).sum(axis=0)
+        total += mask.shape[0] * mask.shape[1]
+    return positives, total
 
 
 def targets(masks: np.ndarray, activation: str) -> np.ndarray:
-    """Per-class masks -> what the network outputs: background + classes (softmax) or the classes (sigmoid)."""
+    """Per-class masks (..., K) -> what the network outputs: background + classes (softmax) or the
+    classes (sigmoid)."""
     if activation == "softmax":
         background = 1 - masks.max(axis=-1, keepdims=True)
         return np.concatenate([background, masks], axis=-1).astype(np.uint8)
@@ -108,7 +108,7 @@ def conv_block(x, filters: int, name: str):
 
     for i in (1, 2):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
-        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{i}")(x)
+        x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)  # momentum: fitting.match_batchnorm
         x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
     return x
 
@@ -137,10 +137,11 @@ def build_unet(image_size: int, outputs: int, activation: str, depth: int = 4, w
     else:
         if not 1 <= depth <= 5:
             raise SystemExit(f"--depth {depth}: a pretrained encoder gives 1 to 5 levels")
-        constructor, unit_range, names = ENCODERS[backbone]
-        base = _application(constructor, weights, image_size)
+        base = backbones.application(backbone, weights, (image_size, image_size, 3))
+        names = backbones.ENCODER_FEATURES[backbone]
         encoder = keras.Model(base.input, [base.get_layer(n).output for n in names[:depth]], name=f"{backbone}_encoder")
-        scaled = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs) if unit_range else inputs
+        scaling = backbones.to_input_range(backbone)
+        scaled = scaling(inputs) if scaling is not None else inputs
         features = encoder(scaled, training=False) if backbones.is_pretrained(weights) else encoder(scaled)
         features = features if isinstance(features, (list, tuple)) else [features]
         x = features[-1]
@@ -160,95 +161,19 @@ def build_unet(image_size: int, outputs: int, activation: str, depth: int = 4, w
     return keras.Model(inputs, output, name=f"caries_{backbone}"), encoder
 
 
-def _application(constructor: str, weights: str, image_size: int):
-    import keras
-
-    try:
-        return getattr(keras.applications, constructor)(
-            include_top=False, weights=backbones.weights_argument(weights, constructor.lower()),
-            input_shape=(image_size, image_size, 3))
-    except SystemExit:
-        raise
-    except Exception as error:
-        if weights == "imagenet":
-            raise SystemExit(
-                f"Could not download ImageNet weights for {constructor} ({type(error).__name__}); download the "
-                f"no-top .h5 file on a connected machine and pass --weights PATH, or use --backbone unet "
-                f"--weights none.") from None
-        raise
-
-
-_LOSS_CLASS = []
-
-
-def _register_loss():
-    if _LOSS_CLASS:
-        return _LOSS_CLASS[0]
-    import keras
-    from keras import ops
-
-    @keras.saving.register_keras_serializable(package="caries")
-    class SegmentationLoss(keras.losses.Loss):
-        """Dice, IoU (Jaccard), pixel-wise cross-entropy, or a sum of an overlap loss and cross-entropy.
-
-        Overlap losses are computed per foreground class over the whole batch (so an image
-        without lesions does not give 0/0) and averaged; the background channel of a softmax
-        is left out, as it would make them trivially good. Cross-entropy is binary per class
-        (sigmoid) or categorical (softmax), each class weighted by `class_weights`.
-        """
-
-        def __init__(self, kind="dice+ce", activation="sigmoid", class_weights=None, smooth=1.0,
-                     name="segmentation_loss", **kwargs):
-            super().__init__(name=name, **kwargs)
-            self.kind, self.activation, self.smooth = kind, activation, float(smooth)
-            self.class_weights = list(class_weights) if class_weights else None
-
-        def call(self, y_true, y_pred):
-            y_true = ops.cast(y_true, y_pred.dtype)
-            y_pred = ops.clip(y_pred, 1e-7, 1.0 - 1e-7)
-            total = 0.0
-            first = 1 if self.activation == "softmax" else 0
-            t, p = y_true[..., first:], y_pred[..., first:]
-            intersection = ops.sum(t * p, axis=(0, 1, 2))
-            sums = ops.sum(t, axis=(0, 1, 2)) + ops.sum(p, axis=(0, 1, 2))
-            if "dice" in self.kind:
-                total += 1.0 - ops.mean((2.0 * intersection + self.smooth) / (sums + self.smooth))
-            if "iou" in self.kind:
-                total += 1.0 - ops.mean((intersection + self.smooth) / (sums - intersection + self.smooth))
-            if "ce" in self.kind:
-                weights = ops.convert_to_tensor(self.class_weights or [1.0] * y_pred.shape[-1], y_pred.dtype)
-                if self.activation == "softmax":
-                    pixel = -ops.sum(weights * y_true * ops.log(y_pred), axis=-1)
-                else:  # the weight multiplies each class's positive pixels
-                    pixel = -ops.sum(weights * y_true * ops.log(y_pred) + (1 - y_true) * ops.log(1 - y_pred), axis=-1)
-                total += ops.mean(pixel)
-            return total
-
-        def get_config(self):
-            return {**super().get_config(), "kind": self.kind, "activation": self.activation,
-                    "class_weights": self.class_weights, "smooth": self.smooth}
-
-    _LOSS_CLASS.append(SegmentationLoss)
-    return SegmentationLoss
-
-
-def segmentation_loss(kind: str, activation: str, class_weights=None):
-    return _register_loss()(kind=kind.replace("bce", "ce"), activation=activation, class_weights=class_weights)
-
-
-def parse_class_weights(text: str | None, y_train: np.ndarray, activation: str) -> list[float] | None:
-    """'auto' (sqrt of negatives/positives per channel, capped at 50), a comma list, or none."""
+def parse_class_weights(text: str | None, positives: np.ndarray, total: int, activation: str) -> list[float] | None:
+    """'auto' (training/losses.py: sqrt of negatives/positives per output channel, in [1, 50]), a
+    comma list, or none. `positives` are the training pixels of each class, `total` all of them."""
     if not text:
         return None
-    channels = y_train.shape[-1]
+    if activation == "softmax":
+        positives = np.concatenate([[total - positives.sum()], positives])
     if text == "auto":
-        positives = y_train.reshape(-1, channels).sum(axis=0).astype(float)
-        negatives = y_train.shape[0] * y_train.shape[1] * y_train.shape[2] - positives
-        return [float(min(50.0, np.sqrt(n / max(p, 1.0)))) for p, n in zip(positives, negatives)]
+        return losses.class_weights(positives, total)
     weights = [float(w) for w in text.split(",")]
-    if len(weights) != channels:
+    if len(weights) != len(positives):
         names = "background, then each class" if activation == "softmax" else "one per class"
-        raise SystemExit(f"--class-weights has {len(weights)} values; this data needs {channels} ({names})")
+        raise SystemExit(f"--class-weights has {len(weights)} values; this data needs {len(positives)} ({names})")
     return weights
 
 
@@ -270,26 +195,31 @@ def scores_from_counts(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return dice, iou
 
 
-def predict_full(model, full, side: int, batch_size: int) -> list[np.ndarray]:
-    """Probabilities at each image's own size, through the same letterbox as the app."""
-    x = np.stack([letterbox(picture, side)[0] for picture, _ in full])
-    probabilities = model.predict(x, batch_size=batch_size, verbose=0)
-    return [restore(p, Letterbox.fit(picture.width, picture.height, side)) for p, (picture, _) in zip(probabilities, full)]
+def held_out(model, source: inputs.Source, num_classes: int, side: int, batch_size: int):
+    """Each held-out pair at its own size, as the app sees it: (pair, picture, true mask,
+    probabilities restored from the letterbox). Streamed: one batch of images in memory at a time."""
+    signature = inputs.image_signature(side)
+    dataset = inputs.batches(source, lambda index, decoded, rng: decoded[0], signature, batch_size, with_index=True)
+    for indices, outputs in inputs.predict_batches(model, dataset):
+        for index, output in zip(indices, outputs):
+            pair = source.records[index][0]
+            picture, truth = load_pair(pair, num_classes)
+            yield pair, picture, truth, restore(output, Letterbox.fit(picture.width, picture.height, side))
 
 
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
 
-def tune_threshold(full, probabilities: list[np.ndarray], activation: str) -> float:
-    """The threshold with the best mean Dice on the validation images, scored as the test images
-    are and as the app applies it: on the probabilities restored to each image's own size.
+def tune_threshold(items, activation: str, num_classes: int) -> float:
+    """The threshold with the best mean Dice on the validation images (`held_out`), scored as the
+    test images are and as the app applies it: on the probabilities restored to each image's own size.
 
     (Scoring on the letterboxed network output instead picks a different threshold: restoring
     resizes the probabilities bilinearly, which blurs a small lesion's edge over several pixels,
     so a threshold that costs nothing at the network's size dilates the mask at the image's.)
     Ties go to the threshold nearest 0.5."""
-    counts = np.zeros((len(THRESHOLDS), full[0][1].shape[-1] if full else 1, 3), np.int64)
-    for (_, truth), p in zip(full, probabilities):
+    counts = np.zeros((len(THRESHOLDS), num_classes, 3), np.int64)
+    for _, _, truth, p in items:
         for index, threshold in enumerate(THRESHOLDS):
             counts[index] += overlap_counts(truth, lesion_masks(p, activation, float(threshold)))
     best, best_dice = 0.5, -1.0
@@ -300,37 +230,38 @@ def tune_threshold(full, probabilities: list[np.ndarray], activation: str) -> fl
     return best
 
 
-def segmentation_metrics(full, probabilities, activation: str, threshold: float, labels: list[str]) -> dict:
-    """Dice and IoU per class and their mean over the held-out images at their own size, with the
-    two trivial baselines: an empty mask, and every pixel marked as each class."""
+def segmentation_metrics(items, activation: str, threshold: float, labels: list[str], shown: int = 3):
+    """Dice and IoU per class and their mean over the held-out images (`held_out`) at their own size,
+    with the two trivial baselines: an empty mask, and every pixel marked as each class. Also
+    returns the `shown` images with the most lesion, for the card's overlays and the app's examples."""
     counts = np.zeros((len(labels), 3), np.int64)
-    pixels, correct = 0, 0
-    for (_, truth), p in zip(full, probabilities):
+    pixels, correct, images, most = 0, 0, 0, []
+    for pair, picture, truth, p in items:
         predicted = lesion_masks(p, activation, threshold)
         counts += overlap_counts(truth, predicted)
         pixels += truth.shape[0] * truth.shape[1]
         correct += int((truth == predicted).all(axis=-1).sum())
+        most = sorted([*most, (-int(truth.sum()), images, pair, picture, truth, predicted)], key=lambda m: m[:2])[:shown]
+        images += 1
     dice, iou = scores_from_counts(counts)
     share = counts[:, 2] / max(pixels, 1)
     all_dice = 2 * share / (1 + share)
-    return {
+    metrics = {
         "dice_mean": float(dice.mean()), "iou_mean": float(iou.mean()), "pixel_accuracy": float(correct / max(pixels, 1)),
-        "test_images": len(full), "threshold": threshold,
+        "test_images": images, "threshold": threshold,
         "per_class": {label: {"dice": float(d), "iou": float(j), "pixels_true": int(c[2]), "pixels_predicted": int(c[1]),
                               "share_of_pixels": float(s)}
                       for label, d, j, c, s in zip(labels, dice, iou, counts, share)},
         "baselines": {"empty_mask_dice": 0.0, "all_lesion_dice": float(all_dice.mean()),
                       "all_lesion_iou": float(share.mean())},
     }
+    return metrics, [m[2:] for m in most]
 
 
-def overlay_pngs(full, probabilities, activation, threshold, labels, count: int = 3) -> dict:
-    """For the card: truth | prediction side by side, a few held-out images with the most lesion."""
-    order = np.argsort([-truth.sum() for _, truth in full], kind="stable")[:count]
+def overlay_pngs(shown, labels) -> dict:
+    """For the card: annotation | prediction side by side, for the held-out images with most lesion."""
     extra = {}
-    for rank, index in enumerate(order):
-        picture, truth = full[index]
-        predicted = lesion_masks(probabilities[index], activation, threshold)
+    for rank, (_, picture, truth, predicted) in enumerate(shown):
         pair = Image.new("RGB", (picture.width * 2 + 4, picture.height), "white")
         pair.paste(blend(picture, truth, labels), (0, 0))
         pair.paste(blend(picture, predicted, labels), (picture.width + 4, 0))
@@ -358,6 +289,7 @@ def parser():
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
     if args.weights is None:
         args.weights = "none" if args.backbone == "unet" else "imagenet"
@@ -365,64 +297,83 @@ def main(argv=None):
 
     keras.utils.set_random_seed(args.seed)
     side = args.image_size
+    run = fitting.Run(args.out, options.settings(args), args.restart)
+    fitting.set_precision(args.mixed_precision)
+    strategy = fitting.distribution()
+    replicas = strategy.num_replicas_in_sync
+    batch = args.batch_size * replicas
 
-    # 1. Data: image/mask pairs, split 80/10/10 keeping images with and without lesions in proportion.
+    # 1. Data: image/mask pairs, every file read once (content hash, header check), split 80/10/10
+    # keeping images with and without lesions in proportion, then streamed letterboxed.
     pairs, labels, classes_origin, overlapping, report = read_dataset(args.data)
+    scan = inputs.scan([p.image for p in pairs] + [p.mask for p in pairs], args.data, images=[p.image for p in pairs])
+    pairs = [p for p in pairs if str(p.image) not in scan.unreadable]
     if len(pairs) < 3:
-        raise SystemExit(f"{len(pairs)} image/mask pair(s) in {args.data}; at least 3 are needed (train, validation, test)")
+        raise SystemExit(f"{len(pairs)} readable image/mask pair(s) in {args.data}; at least 3 are needed "
+                         f"(train, validation, test)")
     activation = "sigmoid" if len(labels) == 1 or overlapping else "softmax"
     train, val, test = split(pairs, args.seed)
-    x_train, m_train, _, _, bad_train = load_split(train, len(labels), side)
-    x_val, m_val, full_val, _, bad_val = load_split(val, len(labels), side, keep_full=True)
-    x_test, _, full_test, test_kept, bad_test = load_split(test, len(labels), side, keep_full=True)
-    report["unreadable_pairs"] = bad_train + bad_val + bad_test
-    report = report_problems(report)
-    if min(len(x_train), len(x_val), len(x_test)) == 0:
-        raise SystemExit(f"Not enough readable pairs: {len(x_train)} train, {len(x_val)} validation, {len(x_test)} test")
-    if not args.no_flip:  # left and right jaws mirror each other
-        x_train, m_train = np.concatenate([x_train, x_train[:, :, ::-1]]), np.concatenate([m_train, m_train[:, :, ::-1]])
-    y_train, y_val = targets(m_train, activation), targets(m_val, activation)
     print(f"{len(labels)} class(es) ({', '.join(labels)}, from {classes_origin}): {activation} output; "
           f"{len(train)} train, {len(val)} validation, {len(test)} test images")
+    channels = len(labels) + (activation == "softmax")
+    train_pairs = letterboxed(train, len(labels), side, mirror=not args.no_flip, cache=args.cache)
+    val_pairs, test_pairs = (letterboxed(part, len(labels), side, mirror=False, cache=args.cache) for part in (val, test))
+    signature = (inputs.image_signature(side), inputs.image_signature(side, channels))
+
+    def example(source):
+        def make(index, decoded, rng):
+            image, mask = decoded
+            if source.records[index][1]:  # the mirrored copy
+                image, mask = image[:, ::-1], mask[:, ::-1]
+            return image, targets(mask, activation)
+        return make
 
     # 2. Model.
-    channels = len(labels) + (activation == "softmax")
-    model, encoder = build_unet(side, channels, activation, args.depth, args.width, args.backbone, args.weights)
-    weights = parse_class_weights(args.class_weights, y_train, activation)
-    loss = segmentation_loss(args.loss, activation, weights)
+    weights = parse_class_weights(args.class_weights, *class_pixels(train, len(labels)), activation)
+    loss = losses.SegmentationLoss(args.loss, activation, weights)
 
     def compile_model(network, learning_rate):
         network.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
 
     # 3. Train (a pretrained encoder first frozen, then its top fine-tuned).
-    fitting.fit_two_phases(model, encoder, args, (x_train, y_train), (x_val, y_val), compile_model)
+    schedule = fitting.Schedule(args.epochs, args.fine_tune_epochs, args.learning_rate, args.patience,
+                                args.fine_tune_fraction)
+    with strategy.scope():
+        model, encoder = build_unet(side, channels, activation, args.depth, args.width, args.backbone, args.weights)
+        fitting.fit_two_phases(run, "segmenter", model, encoder,
+                               inputs.batches(train_pairs, example(train_pairs), signature, batch, seed=args.seed,
+                                              shard=fitting.shard_of(strategy), replicas=replicas),
+                               inputs.batches(val_pairs, example(val_pairs), signature, batch, replicas=replicas),
+                               compile_model,
+                               schedule, backbones.is_pretrained(args.weights), -(-len(train_pairs) // batch))
 
     # 4. Evaluate: threshold tuned on the validation images, scores on the test images, both at their own size.
-    threshold = tune_threshold(full_val, predict_full(model, full_val, side, args.batch_size), activation)
-    probabilities = predict_full(model, full_test, side, args.batch_size)
-    metrics = segmentation_metrics(full_test, probabilities, activation, threshold, labels)
+    threshold = tune_threshold(held_out(model, val_pairs, len(labels), side, batch), activation, len(labels))
+    metrics, shown = segmentation_metrics(held_out(model, test_pairs, len(labels), side, batch), activation,
+                                          threshold, labels)
     print(f"test mean Dice {metrics['dice_mean']:.3f}, mean IoU {metrics['iou_mean']:.3f} at threshold {threshold} "
           f"(baselines: empty mask 0.000, all-lesion {metrics['baselines']['all_lesion_dice']:.3f}); "
           + ", ".join(f"{c}: Dice {m['dice']:.3f} IoU {m['iou']:.3f}" for c, m in metrics["per_class"].items()))
 
     # 5. The bundle.
-    files = [p.image for p in pairs] + [p.mask for p in pairs]
+    unreadable = {**scan.unreadable, **train_pairs.problems, **val_pairs.problems, **test_pairs.problems}
+    report["unreadable_pairs"] = [f"{Path(p).name}: {r}" for p, r in sorted(unreadable.items())]
+    report = report_problems(report)
     dataset = {"name": "dental radiographs with caries masks", "images": len(pairs),
                "split": f"80/10/10 stratified by lesion presence, seed {args.seed}", "classes_from": classes_origin,
-               "sha256": inputs.fingerprint(files, args.data), "report": report}
+               "sha256": scan.sha256, "report": report}
     metadata = publishing.base_metadata(
-        TASK, labels, side, metrics, dataset, demo=args.demo, backbone=args.backbone,
-        activation=activation, output={"channels": channels, "background_channel": activation == "softmax"},
+        TASK, labels, side, metrics, dataset, options.command(__spec__.name, argv), demo=args.demo,
+        backbone=args.backbone, activation=activation,
+        output={"channels": channels, "background_channel": activation == "softmax"},
         colors=colors(labels), loss={"kind": args.loss, "class_weights": weights},
         architecture={"depth": args.depth, "width": args.width})
     metadata["preprocessing"] = PREPROCESSING
     metadata["thresholds"] = {"global": threshold}
-    extra = overlay_pngs(full_test, probabilities, activation, threshold, labels)
-    for index in np.argsort([-truth.sum() for _, truth in full_test], kind="stable")[:3]:  # those with most lesion
-        extra[f"examples/{test_kept[index].image.name}"] = test_kept[index].image.read_bytes()
-    publishing.write_bundle(args.out, {"segmenter": model}, metadata, card(metadata, extra), extra)
-    if args.push_to_hub:
-        publishing.push_to_hub(args.out, args.push_to_hub, TASK)
+    extra = overlay_pngs(shown, labels)
+    for pair, *_ in shown:  # the held-out images with most lesion
+        extra[f"examples/{pair.image.name}"] = pair.image.read_bytes()
+    publishing.release(run, args.out, {"segmenter": model}, metadata, card(metadata, extra), extra, args.push_to_hub)
     return metrics
 
 
@@ -430,6 +381,8 @@ def card(metadata: dict, extra: dict) -> str:
     metrics = metadata["metrics"]
     rows = [("Dice (mean over classes)", metrics["dice_mean"]), ("IoU (mean over classes)", metrics["iou_mean"]),
             ("pixel accuracy", metrics["pixel_accuracy"])]
+    baselines = [("Dice, every pixel marked", metrics["baselines"]["all_lesion_dice"]),
+                 ("Dice, empty mask", metrics["baselines"]["empty_mask_dice"])]
     per_class = "\n".join(f"| {c} | {m['dice']:.3f} | {m['iou']:.3f} | {100 * m['share_of_pixels']:.2f} % |"
                           for c, m in metrics["per_class"].items())
     overlays = "\n".join(f"![held-out overlay]({name})" for name in sorted(extra) if name.startswith("overlays/"))
@@ -458,7 +411,8 @@ kept, centred on black) to the input size; the output is cropped back and resize
     text = publishing.model_card(
         "Caries segmentation (U-Net)",
         f"Marks {', '.join(metadata['labels'])} on dental radiographs, pixel by pixel.",
-        metadata, tags=["dental", "radiograph", "caries", "u-net"], datasets=[], metric_rows=rows, body=body,
+        metadata, tags=["dental", "radiograph", "caries", "u-net"], datasets=[], metric_rows=rows,
+        baseline_rows=baselines, body=body,
         pipeline_tag="image-segmentation", networks=("segmenter",))
     return text
 
@@ -473,5 +427,6 @@ def build_demo(out: Path, workdir: Path):
     main(["--data", str(workdir / "caries"), "--out", str(out), "--image-size", "64", "--depth", "3", "--width", "12",
           "--epochs", "12", "--patience", "5", "--batch-size", "16", "--learning-rate", "0.005", "--demo"])
 
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -1,53 +1,61 @@
-"""Held-out metrics of a single-label classifier, and the card's report of them."""
+"""Held-out metrics, computed by scikit-learn so that they are the figures users compare, and
+the card's report of them.
+
+Single-label classifiers: accuracy, top-k accuracy, macro and micro precision, recall and F1
+(macro averages over every class, a class never predicted counting 0, as scikit-learn does), a
+per-class report and the confusion matrix. Multi-label models: micro and macro F1, precision and
+recall at the tuned thresholds, average precision per label and its mean, and precision@k and
+recall@k (the one pair scikit-learn has no function for, computed here).
+"""
 
 from __future__ import annotations
 
 import io
 
 import numpy as np
+from sklearn import metrics as skm
 
+K_VALUES = (1, 3, 5)
+
+
+# --- single-label ------------------------------------------------------------------------------
 
 def classification_metrics(y_true, probabilities, labels: list[str], k: int = 5) -> dict:
-    """Top-1/top-k accuracy, macro and micro precision/recall, a per-class report and the confusion matrix."""
+    """Top-1/top-k accuracy, macro and micro precision/recall/F1, a per-class report and the confusion matrix."""
     y_true = np.asarray(y_true)
-    y_pred = probabilities.argmax(axis=1)
-    n = len(labels)
-    confusion = np.zeros((n, n), dtype=np.int64)
-    np.add.at(confusion, (y_true, y_pred), 1)
-    true_positive = np.diag(confusion).astype(float)
-    predicted = confusion.sum(axis=0)
-    actual = confusion.sum(axis=1)
-    precision = np.divide(true_positive, predicted, out=np.zeros(n), where=predicted > 0)
-    recall = np.divide(true_positive, actual, out=np.zeros(n), where=actual > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n), where=(precision + recall) > 0)
-    present = actual > 0
-    top_k = np.argsort(-probabilities, axis=1)[:, : min(k, n)]
-    total = max(len(y_true), 1)
+    ids = np.arange(len(labels))
+    y_pred = np.asarray(probabilities).argmax(axis=1)
+    report = skm.classification_report(y_true, y_pred, labels=ids, target_names=labels, output_dict=True,
+                                       zero_division=0)
+    micro = skm.precision_recall_fscore_support(y_true, y_pred, labels=ids, average="micro", zero_division=0)
+    k = min(k, len(labels))
+    top_k = skm.top_k_accuracy_score(y_true, probabilities, k=k, labels=ids) if len(labels) > 2 \
+        else skm.accuracy_score(y_true, y_pred) if k == 1 else 1.0
     return {
-        "top1_accuracy": float(true_positive.sum() / total),
-        f"top{k}_accuracy": float(np.mean([t in row for t, row in zip(y_true, top_k)])) if len(y_true) else 0.0,
-        "precision_macro": float(precision[present].mean()) if present.any() else 0.0,
-        "recall_macro": float(recall[present].mean()) if present.any() else 0.0,
+        "top1_accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        f"top{k}_accuracy": float(top_k),
+        "precision_macro": float(report["macro avg"]["precision"]),
+        "recall_macro": float(report["macro avg"]["recall"]),
+        "f1_macro": float(report["macro avg"]["f1-score"]),
         # In single-label classification micro precision and micro recall both equal accuracy.
-        "precision_micro": float(true_positive.sum() / total),
-        "recall_micro": float(true_positive.sum() / total),
+        "precision_micro": float(micro[0]),
+        "recall_micro": float(micro[1]),
         "test_images": int(len(y_true)),
-        "per_class": {
-            label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-            for label, p, r, f, s in zip(labels, precision, recall, f1, actual)
-        },
-        "confusion_matrix": confusion.tolist(),
+        "per_class": {label: {"precision": float(report[label]["precision"]), "recall": float(report[label]["recall"]),
+                              "f1": float(report[label]["f1-score"]), "support": int(report[label]["support"])}
+                      for label in labels},
+        "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=ids).tolist(),
     }
 
 
 def classification_report_parts(metrics: dict, labels: list[str], label_name: str = "class"):
-    """Card rows, the card's per-class and confusion-matrix sections, and the matrix image."""
-    k = 5 if len(labels) > 5 else None
+    """The card's result rows, its per-class and confusion-matrix sections, and the matrix image.
+    Top-k accuracy is left out where k covers every class (it would be 1 whatever the model)."""
     rows = [("top-1 accuracy", metrics["top1_accuracy"])]
-    if k:
+    if len(labels) > 5:
         rows.append(("top-5 accuracy", metrics["top5_accuracy"]))
     rows += [("precision (macro)", metrics["precision_macro"]), ("recall (macro)", metrics["recall_macro"]),
-             ("precision (micro)", metrics["precision_micro"]), ("recall (micro)", metrics["recall_micro"])]
+             ("F1 (macro)", metrics["f1_macro"])]
     per_class = "\n".join(
         f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
         for label, m in metrics["per_class"].items()
@@ -58,27 +66,84 @@ def classification_report_parts(metrics: dict, labels: list[str], label_name: st
     return rows, body, extra
 
 
-def confusion_matrix_png(confusion, labels: list[str], cell: int = 0) -> bytes:
-    """Row-normalised confusion matrix as a PNG (dark = frequent); class names when few enough."""
-    from PIL import Image, ImageDraw
+def confusion_matrix_png(confusion, labels: list[str]) -> bytes:
+    """The row-normalised confusion matrix drawn by scikit-learn's ConfusionMatrixDisplay; class
+    names and values where there are few enough classes to read them."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: draw into a file
+    import matplotlib.pyplot as plt
 
     confusion = np.asarray(confusion, dtype=float)
     n = len(labels)
-    cell = cell or max(4, min(32, 720 // max(n, 1)))
     rows = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
-    margin = 150 if n <= 40 else 10
-    side = margin + n * cell + 10
-    image = Image.new("RGB", (side, side), "white")
-    draw = ImageDraw.Draw(image)
-    for i in range(n):
-        for j in range(n):
-            shade = int(255 * (1 - rows[i, j]))
-            x, y = margin + j * cell, margin + i * cell
-            draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=(shade, shade, 255 if i == j else shade))
-    if margin > 10:
-        for i, label in enumerate(labels):
-            draw.text((4, margin + i * cell + cell // 2 - 5), label[:22], fill="black")
-        draw.text((margin, 8), "predicted -> (rows: true class)", fill="black")
+    side = min(16.0, max(4.0, 0.35 * n + 2))
+    figure, axes = plt.subplots(figsize=(side, side), dpi=80)
+    display = skm.ConfusionMatrixDisplay(rows, display_labels=labels if n <= 40 else None)
+    display.plot(ax=axes, cmap="Blues", include_values=n <= 12, values_format=".2f", colorbar=False,
+                 xticks_rotation="vertical")
+    if n > 40:
+        axes.set_xticks([])
+        axes.set_yticks([])
+    axes.set_title("rows: true class, normalised; columns: predicted")
+    figure.tight_layout()
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
     return buffer.getvalue()
+
+
+# --- multi-label -------------------------------------------------------------------------------
+
+def best_threshold(scores: np.ndarray, targets: np.ndarray) -> float:
+    """The threshold maximising F1 (micro, over every cell given) for "positive if score >= t",
+    from scikit-learn's precision_recall_curve.
+
+    The returned threshold is halfway between the lowest score kept and the next lower score, so it
+    does not sit on a validation score. Ties go to the higher threshold (fewer positives)."""
+    scores, targets = np.ravel(scores), np.ravel(targets).astype(bool)
+    if not targets.any():
+        return 0.5
+    precision, recall, thresholds = skm.precision_recall_curve(targets, scores)
+    precision, recall = precision[:-1], recall[:-1]  # the last point (recall 0) has no threshold
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    if f1.max() == 0:
+        return 0.5
+    best = int(np.flatnonzero(f1 == f1.max())[-1])  # thresholds increase: the last maximum is the highest
+    below = np.max(scores[scores < thresholds[best]], initial=0.0)
+    return float((thresholds[best] + below) / 2)
+
+
+def multilabel_metrics(scores: np.ndarray, targets: np.ndarray, thresholds: np.ndarray, labels: list[str]) -> dict:
+    """Micro and macro F1, precision and recall at the given per-label thresholds; average
+    precision per label and its mean over the labels with a positive (mAP); precision@k, recall@k;
+    a per-label report."""
+    targets = targets.astype(bool)
+    predicted = scores >= thresholds[None, :]
+    ids = np.arange(len(labels))
+    per_label = skm.precision_recall_fscore_support(targets, predicted, zero_division=0)
+    present = targets.any(axis=0)
+    ap = np.zeros(len(labels))
+    if present.any():
+        ap[present] = skm.average_precision_score(targets[:, present], scores[:, present], average=None)
+    metrics = {
+        "f1_micro": float(skm.f1_score(targets, predicted, average="micro", zero_division=0)),
+        "f1_macro": float(skm.f1_score(targets, predicted, average="macro", zero_division=0)),
+        "precision_micro": float(skm.precision_score(targets, predicted, average="micro", zero_division=0)),
+        "recall_micro": float(skm.recall_score(targets, predicted, average="micro", zero_division=0)),
+        "mean_average_precision": float(ap[present].mean()) if present.any() else 0.0,
+    }
+    ranked = np.argsort(-scores, axis=1, kind="stable")
+    has_labels = targets.any(axis=1)
+    for k in K_VALUES:
+        top = np.take_along_axis(targets, ranked[:, :k], axis=1).sum(axis=1)
+        metrics[f"precision_at_{k}"] = float(np.mean(top / min(k, len(labels))))
+        metrics[f"recall_at_{k}"] = float(np.mean(top[has_labels] / targets[has_labels].sum(axis=1))) \
+            if has_labels.any() else 0.0
+    metrics["test_images"] = int(len(targets))
+    metrics["per_label"] = {
+        label: {"precision": float(per_label[0][j]), "recall": float(per_label[1][j]), "f1": float(per_label[2][j]),
+                "average_precision": float(ap[j]), "support": int(per_label[3][j]), "threshold": float(thresholds[j])}
+        for j, label in zip(ids, labels)
+    }
+    return metrics

@@ -1,12 +1,82 @@
-"""The fit schedule: the head on a frozen pretrained base, then its top fine-tuned at a lower rate."""
+"""How a network is fitted: on which devices, at which precision, in which phases, and resumably.
+
+- Devices: `distribution()` mirrors the model over every GPU of the machine
+  (tf.distribute.MirroredStrategy), or over several machines when TF_CONFIG describes a cluster
+  (MultiWorkerMirroredStrategy). The batch size a recipe is given is per device (per replica):
+  the global batch is that times the number of replicas, and the learning rate is left as given.
+- Precision: `--mixed-precision` computes in float16 on GPUs (Keras' mixed_float16 policy,
+  with loss scaling); output layers stay float32. Bundles are always saved in float32.
+- Phases (keras-io's transfer-learning recipe): the head trains on a frozen pretrained backbone,
+  then the top of the backbone is unfrozen (BatchNorm layers stay frozen) and training goes on at
+  a tenth of the learning rate. A from-scratch network trains whole in both phases.
+- Resuming: a run keeps a work folder beside its bundle (`<out>.work/`). Each stage (one network's
+  one phase) is one `model.fit` with BackupAndRestore, so re-running the same command after an
+  interruption, even `kill -9`, continues from the last finished epoch of the stage it was in;
+  finished stages are not run again. The best weights of a stage (ModelCheckpoint) are the ones
+  it ends with, and its history (CSVLogger, TensorBoard) goes into the bundle's `logs/`.
+"""
 
 from __future__ import annotations
 
-from training.backbones import is_pretrained, leaf_layers
+import csv
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
 
+import keras
+
+from training.backbones import leaf_layers
+
+MONITOR = "val_loss"
+
+
+# --- devices and precision -------------------------------------------------------------------
+
+def distribution():
+    """The tf.distribute strategy for this machine: several machines (TF_CONFIG), several devices
+    (every GPU; or, without a GPU, the logical CPUs a test has split the processor into), or the
+    default one-device strategy."""
+    import tensorflow as tf
+
+    if os.environ.get("TF_CONFIG"):
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        strategy = tf.distribute.MirroredStrategy([d.name for d in devices]) if len(devices) > 1 \
+            else tf.distribute.get_strategy()
+    if strategy.num_replicas_in_sync > 1:
+        print(f"Training on {strategy.num_replicas_in_sync} replicas ({type(strategy).__name__}); "
+              f"the batch size given is per replica")
+    return strategy
+
+
+def shard_of(strategy) -> tuple[int, int] | None:
+    """(machines, this machine's index) under a multi-machine strategy: each reads its own records."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    workers = len(spec.get("worker", [])) + len(spec.get("chief", []))
+    return (workers, resolver.task_id) if workers > 1 else None
+
+
+def set_precision(mixed: bool) -> str:
+    """Keras' global dtype policy for the networks built from now on."""
+    import tensorflow as tf
+
+    policy = "mixed_float16" if mixed else "float32"
+    if mixed and not tf.config.list_physical_devices("GPU"):
+        print("--mixed-precision: no GPU here; float16 on a CPU is slower than float32, but it runs")
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+# --- fine-tuning -----------------------------------------------------------------------------
 
 def unfreeze_top(base, fraction: float) -> int:
-    """Unfreeze the top `fraction` of the backbone's layers, BatchNorm excepted (keras-io recipe)."""
+    """Unfreeze the top `fraction` of the backbone's layers, BatchNorm excepted (keras-io recipe).
+    Layers are counted inside nested models (our wrappers hold a keras.applications network as one
+    layer). Returns how many layers are trainable."""
     base.trainable = True
     for layer in base.layers:
         if getattr(layer, "layers", None):
@@ -20,35 +90,175 @@ def unfreeze_top(base, fraction: float) -> int:
     return count
 
 
-def fit_two_phases(model, base, args, train, val, compile_model, epochs=None, fine_tune_epochs=None,
-                   first_phase_fraction: float = 0.0):
-    """Phase 1: train the head on a frozen pretrained base (or its top `first_phase_fraction`
-    too, as the age & gender course does), or everything from scratch.
-    Phase 2: unfreeze the top `--fine-tune-fraction` of a pretrained base and go on at a tenth of the rate.
-    `train` is (x, y) arrays or a tf.data.Dataset; epochs default to --epochs / --fine-tune-epochs."""
-    epochs = args.epochs if epochs is None else epochs
-    fine_tune_epochs = args.fine_tune_epochs if fine_tune_epochs is None else fine_tune_epochs
-    fit = dict(validation_data=val, verbose=2)
-    if isinstance(train, tuple):
-        fit["batch_size"] = args.batch_size
-    else:
-        train = (train,)
-    if is_pretrained(args.weights) and first_phase_fraction > 0:
-        print(f"Phase 1: the head and the top {unfreeze_top(base, first_phase_fraction)} backbone layers train")
-    compile_model(model, args.learning_rate)
-    model.fit(*train, epochs=epochs, callbacks=[early_stopping(args.patience)], **fit)
-    if fine_tune_epochs <= 0:
+def match_batchnorm(model, steps_per_epoch: int) -> float:
+    """Give the model's BatchNorm layers a momentum whose moving averages look back over a quarter
+    of an epoch at most (100 steps at most: Keras' default 0.99). Returns the momentum.
+
+    The moving averages are what a network uses at inference, validation included. With Keras'
+    0.99 and a dozen steps an epoch, a from-scratch network's averages are still mostly their
+    initial values after several epochs: a deep backbone (Xception has 40 BatchNorm layers) then
+    squashes every input to the same features, so validation scores stay flat (e.g. gender
+    accuracy at the majority share, loss at ln 2) while training accuracy climbs. Pretrained
+    backbones keep their BatchNorm frozen and are not concerned."""
+    window = min(100.0, max(1.0, steps_per_epoch / 4))
+    momentum = 1.0 - 1.0 / window
+    for layer in leaf_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
+    return momentum
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The two-phase schedule's numbers."""
+
+    epochs: int
+    fine_tune_epochs: int
+    learning_rate: float
+    patience: int
+    fine_tune_fraction: float = 0.2
+    first_phase_fraction: float = 0.0  # of a pretrained backbone, trained with the head in phase 1
+
+
+def fit_two_phases(run: "Run", name: str, model, base, train, val, compile_model, schedule: Schedule,
+                   pretrained: bool, steps_per_epoch: int) -> None:
+    """Phase 1: the head on a frozen pretrained base (with its top `first_phase_fraction`, as the
+    age & gender course does), or the whole from-scratch network. Phase 2: the top
+    `fine_tune_fraction` of a pretrained base unfrozen, at a tenth of the learning rate."""
+    if not pretrained:
+        match_batchnorm(model, steps_per_epoch)
+    if pretrained and schedule.first_phase_fraction > 0:
+        trainable = unfreeze_top(base, schedule.first_phase_fraction)
+        print(f"{name}, phase 1: the head and the top {trainable} backbone layers train")
+    compile_model(model, schedule.learning_rate)
+    run.fit(model, train, val, f"{name}-1", schedule.epochs, schedule.patience)
+    if schedule.fine_tune_epochs <= 0:
         return
-    if is_pretrained(args.weights):
-        unfrozen = unfreeze_top(base, args.fine_tune_fraction)
-        print(f"Fine-tuning: {unfrozen} backbone layers unfrozen, learning rate {args.learning_rate / 10:g}")
+    rate = schedule.learning_rate / 10
+    if pretrained:
+        print(f"{name}, phase 2: {unfreeze_top(base, schedule.fine_tune_fraction)} backbone layers unfrozen, "
+              f"learning rate {rate:g}")
     else:
-        print(f"Continuing the from-scratch network at learning rate {args.learning_rate / 10:g}")
-    compile_model(model, args.learning_rate / 10)
-    model.fit(*train, epochs=fine_tune_epochs, callbacks=[early_stopping(args.patience)], **fit)
+        print(f"{name}, phase 2: the from-scratch network goes on at learning rate {rate:g}")
+    compile_model(model, rate)
+    run.fit(model, train, val, f"{name}-2", schedule.fine_tune_epochs, schedule.patience)
 
 
-def early_stopping(patience: int):
-    import keras
+# --- resumable runs -------------------------------------------------------------------------
 
-    return keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+class Run:
+    """The work folder of one training run, beside its bundle: `<out>.work/`.
+
+    `settings` (the options that shape the result) are stored in it; a work folder left by a run
+    with other settings is not resumed: the command says so and how to start over."""
+
+    def __init__(self, out: Path, settings: dict, restart: bool = False):
+        self.work = Path(out).with_name(Path(out).name + ".work")
+        settings = json.loads(json.dumps(settings, default=str))
+        record = self.work / "run.json"
+        if restart and self.work.exists():
+            shutil.rmtree(self.work)
+        if record.is_file():
+            previous = json.loads(record.read_text())
+            if previous != settings:
+                changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
+                raise SystemExit(
+                    f"{self.work} holds an interrupted run with other settings ({', '.join(changed)}). "
+                    f"Run the same command again to resume it, or add --restart to start over.")
+            print(f"Resuming the interrupted run in {self.work}")
+        else:
+            self.work.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n")
+
+    def fit(self, model, train, val, stage: str, epochs: int, patience: int, monitor: str = MONITOR) -> None:
+        """One resumable `model.fit` of at most `epochs` epochs with early stopping; the model ends
+        with the stage's best weights."""
+        folder = self.work / stage
+        final = folder / "final.weights.h5"
+        if final.is_file():
+            model.load_weights(final)
+            print(f"{stage}: finished in an earlier run; its weights are reloaded")
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        history = folder / "history.csv"
+        done = _finished_epochs(folder / "backup")
+        rows = _history_rows(history, done)
+        if done:
+            print(f"{stage}: resuming after epoch {done} of {epochs}")
+        best_file = folder / "best.weights.h5"
+        values = [float(row[monitor]) for row in rows if row.get(monitor) not in (None, "", "nan")]
+        callbacks = [
+            keras.callbacks.ModelCheckpoint(best_file, monitor=monitor, save_best_only=True, save_weights_only=True,
+                                            initial_value_threshold=min(values) if values else None),
+            keras.callbacks.CSVLogger(history, append=True),
+            keras.callbacks.TensorBoard(folder / "tensorboard", write_graph=False),
+            ResumableEarlyStopping(values, monitor=monitor, patience=patience),
+            # Last, so that an epoch counts as done only once everything above has been written.
+            keras.callbacks.BackupAndRestore(folder / "backup", double_checkpoint=True),
+        ]
+        model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=2)
+        # BackupAndRestore tells fit where to resume through model._initial_epoch and never clears
+        # it: the model's next fit (the next phase) would start at that epoch and skip as many
+        # (Keras 3.15; see the README's Decisions). Clear it at our edge.
+        model._initial_epoch = None
+        if best_file.is_file():
+            model.load_weights(best_file)
+        partial = folder / "final.part.weights.h5"
+        model.save_weights(partial)
+        os.replace(partial, final)
+
+    def logs(self) -> dict[str, bytes]:
+        """The history of every stage, for the bundle's logs/: one CSV each and TensorBoard event
+        files (the Hub shows these as "Training metrics")."""
+        files = {}
+        for folder in sorted(p for p in self.work.iterdir() if p.is_dir()):
+            if (folder / "history.csv").is_file():
+                files[f"logs/{folder.name}.csv"] = (folder / "history.csv").read_bytes()
+            for event in sorted((folder / "tensorboard").rglob("*tfevents*")):
+                files[f"logs/{folder.name}/{event.relative_to(folder / 'tensorboard').as_posix()}"] = event.read_bytes()
+        return files
+
+    def finish(self) -> None:
+        """The bundle is written: the work folder has served its purpose."""
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _finished_epochs(backup: Path) -> int:
+    try:
+        return int(json.loads((backup / "training_metadata.json").read_text())["epoch"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _history_rows(history: Path, done: int) -> list[dict]:
+    """The stage's logged epochs, keeping only those the backup holds: an epoch logged just before
+    an interruption but not backed up runs again, and must not appear twice."""
+    if not history.is_file():
+        return []
+    with history.open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("epoch", "").isdigit() and int(row["epoch"]) < done]
+    if rows:
+        fields = list(rows[0])
+        with history.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fields)
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        history.unlink()
+    return rows
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping that, when a stage resumes, starts from the stage's logged history (best value
+    so far, epochs since) instead of from nothing. Best weights come back from the stage's
+    checkpoint, not from memory, so they survive an interruption too."""
+
+    def __init__(self, history: list[float], **kwargs):
+        super().__init__(restore_best_weights=False, **kwargs)
+        self.history = history
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.history:
+            best = min(range(len(self.history)), key=self.history.__getitem__)
+            self.best, self.wait = self.history[best], len(self.history) - 1 - best

@@ -18,62 +18,32 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from training import inputs, multilabel, options, publishing
+from training import multilabel, options, publishing
 from training.datasets.movie_posters import read_posters
-from training.datasets.report import report_problems
 from training.inputs import Sample
 
 TASK = "movie_genres"
+CARD = publishing.Card(
+    title="Movie genres from a poster",
+    summary="Predicts which of {labels} genres a movie belongs to from its poster. Backbone: {backbone}.",
+    tags=["multi-label", "movie-posters"], datasets=["movie-posters"], label_name="genre")
 
-
-# --- data ------------------------------------------------------------------------------
-
-
-# --- recipe ----------------------------------------------------------------------------
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = options.common_parser(__doc__.split("\n\n")[0], default_size=224, default_backbone="efficientnetb0")
     multilabel.add_arguments(parser)
     parser.set_defaults(max_labels=3)
     args = parser.parse_args(argv)
-    import keras
 
-    keras.utils.set_random_seed(args.seed)
-    size = (args.image_size, args.image_size)
-
-    # 1. Data.
+    # 1. Data: the CSV as distributed; its 0/1 columns are the targets.
     rows, genres, report = read_posters(args.data)
-    images, kept_rows, skipped = inputs.load_images([Sample(path, i) for i, (_, path, _) in enumerate(rows)], size)
-    line_of = {str(path): line for line, path, _ in rows}
-    report["unreadable_images"] = [f"line {line_of[path]}: {path}: {reason}" for path, reason in skipped]
-    print(f"{len(genres)} genres; {len(kept_rows)} posters used")
-    report_problems(report)
-    targets = multilabel.multi_hot([rows[i][2] for i in kept_rows], len(genres))
-    data = multilabel.random_split(images, targets, args.seed)
+    data = multilabel.Data("Movie posters (multi-label genres)", args.data, genres,
+                           [Sample(path, tuple(labels)) for _, path, labels in rows], report,
+                           lines={str(path): line for line, path, _ in rows}, extra_files=[args.data / "train.csv"])
 
-    # 2. Model, 3. training and thresholds, 4. evaluation.
-    model, base = multilabel.build_model(len(genres), args.image_size, args.backbone, args.weights, name="movie_genres")
-    loss = multilabel.make_loss(args.loss, data["train"][1])
-    thresholds, metrics = multilabel.train_and_evaluate(args, model, base, loss, data, genres)
-
-    # 5. The bundle.
-    used = [rows[i][1] for i in kept_rows]
-    dataset = {"name": "Movie posters (multi-label genres)", "images": len(used), "split": f"random 80/10/10, seed {args.seed}",
-               "sha256": inputs.fingerprint(used + [args.data / "train.csv"], args.data), "report": report}
-    metadata = publishing.base_metadata(TASK, genres, args.image_size, metrics, dataset, demo=args.demo,
-                                    backbone=args.backbone, loss=args.loss, max_labels=args.max_labels)
-    metadata["thresholds"] = thresholds
-    card = publishing.model_card(
-        "Movie genres from a poster",
-        f"Predicts which of {len(genres)} genres a movie belongs to from its poster. Backbone: {args.backbone}.",
-        metadata, tags=["multi-label", "movie-posters"], datasets=["movie-posters"],
-        metric_rows=multilabel.metric_rows(metrics),
-        body="\n## Per-genre report\n\n" + multilabel.per_label_table(metrics, "genre") + "\n",
-    )
-    publishing.write_bundle(args.out, {"classifier": model}, metadata, card, multilabel.examples_from(used, data["test_index"]))
-    if args.push_to_hub:
-        publishing.push_to_hub(args.out, args.push_to_hub, TASK)
-    return metrics
+    # 2.-5. Model, training, thresholds, evaluation and bundle: the multi-label recipe.
+    return multilabel.train(TASK, data, CARD, args, options.command(__spec__.name, argv))
 
 
 def build_demo(out: Path, workdir: Path):
@@ -86,4 +56,4 @@ def build_demo(out: Path, workdir: Path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

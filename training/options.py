@@ -1,11 +1,16 @@
-"""The command-line options every recipe shares."""
+"""The command-line options every recipe shares, and what a run records of them."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from training.backbones import BACKBONES
+
+# Options that do not change what a run computes: a run interrupted with one value of these
+# resumes with another.
+NOT_SETTINGS = ("push_to_hub", "cache", "restart", "demo")
 
 
 def common_parser(description: str, default_size: int, default_backbone: str,
@@ -17,13 +22,31 @@ def common_parser(description: str, default_size: int, default_backbone: str,
     parser.add_argument("--epochs", type=int, default=10, help="epochs with the backbone frozen")
     parser.add_argument("--fine-tune-epochs", type=int, default=5, help="epochs with the top of the backbone unfrozen")
     parser.add_argument("--fine-tune-fraction", type=float, default=0.2, help="share of backbone layers to unfreeze")
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=1e-3,
+                        help="not scaled with the number of devices: raise it yourself if you raise the global batch")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="images per step on each device (per replica): with N GPUs a step sees N times as many")
     parser.add_argument("--image-size", type=int, default=default_size, help="square input side in pixels")
     parser.add_argument("--backbone", default=default_backbone, choices=sorted(backbones or BACKBONES))
     parser.add_argument("--weights", default="imagenet", help="imagenet, none, or a path to a no-top weights file")
     parser.add_argument("--patience", type=int, default=5, help="EarlyStopping patience (epochs)")
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="compute in float16 on GPUs (mixed_float16); the bundle is saved in float32")
+    parser.add_argument("--cache", type=Path, metavar="DIR",
+                        help="keep decoded, resized images here: later epochs and later runs skip decoding")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard an interrupted run of this bundle instead of resuming it")
     parser.add_argument("--push-to-hub", metavar="REPO", help="upload the bundle to this Hub model repo")
     parser.add_argument("--demo", action="store_true", help=argparse.SUPPRESS)  # set by training.demo: synthetic data
     return parser
+
+
+def settings(args: argparse.Namespace) -> dict:
+    """The options that shape the result, as a run's work folder records them."""
+    return {key: value for key, value in sorted(vars(args).items()) if key not in NOT_SETTINGS}
+
+
+def command(module: str, argv: list[str]) -> str:
+    """The command that ran, as a person re-runs it: `python -m training.dog_breed --data ...`."""
+    return shlex.join(["python", "-m", module, *argv])

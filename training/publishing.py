@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import platform
 import subprocess
-import sys
+from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
+from typing import Callable
 
 from core.bundle import save_bundle
 from core.preprocess import PREPROCESSING
@@ -17,7 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "numpy", "pillow", "scipy", "huggingface-hub")
 
 
-def provenance() -> dict:
+def provenance(command: str) -> dict:
+    """What rebuilds the model besides the data: the code revision, the package versions, and the
+    command that ran (as `options.command` spells it, so it runs again as it is)."""
+
     def git(*args):
         try:
             result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
@@ -33,26 +37,44 @@ def provenance() -> dict:
             versions[package] = importlib_metadata.version(package)
         except importlib_metadata.PackageNotFoundError:
             pass
-    return {
-        "code_revision": revision + ("-dirty" if dirty else ""),
-        "packages": versions,
-        "command": " ".join(["python -m " + Path(sys.argv[0]).with_suffix("").name, *sys.argv[1:]]),
-    }
+    return {"code_revision": revision + ("-dirty" if dirty else ""), "packages": versions, "command": command}
+
+
+@dataclass
+class Card:
+    """What a task's model card says besides the figures."""
+
+    title: str
+    summary: str  # may name {classes} or {labels} (their count), {backbone}, {loss}
+    tags: list[str]
+    datasets: list[str]
+    label_name: str = "class"
+    report_section: Callable[[dict], str] | None = None  # the dataset's own data report, from task.json's
 
 
 def model_card(title: str, summary: str, metadata: dict, tags: list[str], datasets: list[str],
-               metric_rows: list[tuple[str, float]], body: str = "",
+               metric_rows: list[tuple[str, float]], body: str = "", baseline_rows=(),
                pipeline_tag: str = "image-classification", networks=("classifier",)) -> str:
-    """A Hub model card: front matter from huggingface_hub's ModelCardData, then the evaluation table."""
-    from huggingface_hub import ModelCard, ModelCardData
+    """A Hub model card: front matter from huggingface_hub's ModelCardData, whose `eval_results`
+    (the model's held-out results; baselines are not the model's) the Hub shows as the evaluation
+    widget, then the evaluation table with the baselines beside the results."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+    dataset_name = metadata["dataset"]["name"]
+    results = [EvalResult(task_type=pipeline_tag, dataset_type=(datasets or [metadata["task"]])[0],
+                          dataset_name=dataset_name, dataset_split="test", metric_type=metric_type(name),
+                          metric_name=name, metric_value=round(float(value), 6))
+               for name, value in metric_rows]
     data = ModelCardData(
+        model_name=title,
         library_name="keras",
         pipeline_tag=pipeline_tag,
-        tags=["keras", pipeline_tag, *tags],
-        datasets=datasets,
-        metrics=sorted({name.split(" ")[0].lower() for name, _ in metric_rows}),
+        tags=["keras", "tensorboard", pipeline_tag, *tags],
+        datasets=datasets or None,
+        metrics=sorted({result.metric_type for result in results}),
+        eval_results=results or None,
     )
+    metric_rows = [*metric_rows, *baseline_rows]
     table = "\n".join(f"| {name} | {value:.4f} |" for name, value in metric_rows)
     dataset = metadata["dataset"]
     prov = metadata["provenance"]
@@ -95,8 +117,13 @@ Code revision `{prov['code_revision']}`; packages: {', '.join(f'{k} {v}' for k, 
     return str(ModelCard(text))
 
 
-def base_metadata(task: str, labels: list[str], size: int, metrics: dict, dataset: dict, demo: bool = False,
-                  **extra) -> dict:
+def metric_type(name: str) -> str:
+    """A metric's machine name for the Hub, from its name on the card: "F1 (macro)" -> "f1_macro"."""
+    return "_".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
+
+
+def base_metadata(task: str, labels: list[str], size: int, metrics: dict, dataset: dict, command: str,
+                  demo: bool = False, **extra) -> dict:
     return {
         "task": task,
         "labels": labels,
@@ -105,16 +132,49 @@ def base_metadata(task: str, labels: list[str], size: int, metrics: dict, datase
         "thresholds": {},
         "metrics": metrics,
         "dataset": dataset,
-        "provenance": provenance(),
+        "provenance": provenance(command),
         "demo": demo,
         **extra,
     }
 
 
 def write_bundle(out: Path, networks: dict, metadata: dict, card: str, extra_files=None) -> Path:
-    path = save_bundle(out, networks, metadata, card, extra_files)
+    """Save the bundle (networks in float32, whatever precision they trained in)."""
+    path = save_bundle(out, {name: float32(model) for name, model in networks.items()}, metadata, card, extra_files)
     print(f"Model bundle written to {path}")
     return path
+
+
+def release(run, out: Path, networks: dict, metadata: dict, card: str, files: dict, repo: str | None) -> Path:
+    """The end of every recipe: the bundle written with the run's training history in logs/, the
+    run's work folder closed, and the bundle pushed to the Hub `repo` if one is given."""
+    path = write_bundle(out, networks, metadata, card, {**files, **run.logs()})
+    run.finish()
+    if repo:
+        push_to_hub(path, repo, metadata["task"])
+    return path
+
+
+def float32(model):
+    """The model itself, or, if it was built under the mixed_float16 policy, the same network in
+    float32 with the same weights: a bundle runs on CPUs too, where float16 is slow."""
+
+    def policies(value):
+        if isinstance(value, dict):
+            if value.get("class_name") == "DTypePolicy" and value.get("config", {}).get("name") == "mixed_float16":
+                return {**value, "config": {**value["config"], "name": "float32"}}
+            return {key: policies(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [policies(item) for item in value]
+        return value
+
+    config = model.get_config()
+    converted = policies(config)
+    if converted == config:
+        return model
+    copy = model.__class__.from_config(converted)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def push_to_hub(folder: Path, repo_id: str, task: str) -> str:

@@ -1,0 +1,160 @@
+"""Training as a person runs it on a rented GPU: interrupted and resumed, on several devices, in
+mixed precision, from a cache, and re-run from the command its bundle records."""
+
+import csv
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import QUICK_TRAINING, ROOT
+from core.bundle import load_bundle
+from training import inputs
+from training.synthetic.dogs import make_stanford_dogs
+
+
+def recipe(*argv):
+    return [sys.executable, "-m", "training.dog_breed", *map(str, argv)]
+
+
+def epochs_logged(bundle, stage="classifier-1"):
+    with open(bundle / "logs" / f"{stage}.csv", newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+def test_kill_9_mid_run_then_the_same_command_finishes_it(dogs_data, tmp_path):
+    out = tmp_path / "dog_breed"
+    command = recipe("--data", dogs_data, "--out", out, "--backbone", "small", "--weights", "none",
+                     "--image-size", "48", "--epochs", "12", "--patience", "50", "--fine-tune-epochs", "2",
+                     "--batch-size", "16")
+    progress = out.with_name("dog_breed.work") / "classifier-1" / "backup" / "training_metadata.json"
+    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and first.poll() is None:
+        if progress.is_file() and json.loads(progress.read_text() or "{}").get("epoch", 0) >= 3:
+            break
+        time.sleep(0.2)
+    assert first.poll() is None, "the run ended before it could be interrupted"
+    first.send_signal(signal.SIGKILL)  # as a preempted machine: no cleanup, no warning
+    first.wait()
+    done_before = json.loads(progress.read_text())["epoch"]
+    assert not out.exists() and 3 <= done_before < 12
+
+    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"resuming after epoch {done_before} of 12" in second.stdout
+    # One complete history: every epoch once, none lost and none run twice.
+    assert epochs_logged(out) == list(range(12)) and epochs_logged(out, "classifier-2") == [0, 1]
+    assert any(path.name.startswith("events.out.tfevents") for path in (out / "logs").rglob("*"))
+    assert not out.with_name("dog_breed.work").exists()
+    metadata = json.loads((out / "task.json").read_text())
+    assert metadata["metrics"]["top1_accuracy"] > 0.5  # six breeds: chance 1/6
+
+    # The command the bundle records is the one that ran, and it runs again as written.
+    recorded = metadata["provenance"]["command"]
+    assert recorded == shlex.join(["python", "-m", "training.dog_breed", *command[3:]])
+    again = subprocess.run([sys.executable, *shlex.split(recorded)[1:]], cwd=ROOT, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert load_bundle(out, "dog_breed").labels == metadata["labels"]
+
+
+def test_a_work_folder_of_other_settings_is_not_resumed(dogs_data, tmp_path):
+    out = tmp_path / "bundle"
+    work = out.with_name("bundle.work")
+    work.mkdir()
+    (work / "run.json").write_text(json.dumps({"epochs": 99}))
+    result = subprocess.run(recipe("--data", dogs_data, "--out", out, *QUICK_TRAINING), cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "interrupted run with other settings" in result.stderr and "--restart" in result.stderr
+
+
+MIRRORED = textwrap.dedent("""
+    import sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from training import dog_breed
+    dog_breed.main(sys.argv[1:])
+""")
+
+
+def test_mirrored_over_two_devices_learns_as_well_as_one(dogs_data, dog_bundle, tmp_path):
+    """The CPU split into two logical devices stands in for two GPUs: MirroredStrategy takes both,
+    each step sees twice the per-device batch, and the model learns as well as on one device. The
+    run reads its images through --cache, which it fills: every image of every split, once."""
+    out, cache = tmp_path / "mirrored", tmp_path / "cache"
+    result = subprocess.run([sys.executable, "-c", MIRRORED, "--data", str(dogs_data), "--out", str(out),
+                             *QUICK_TRAINING, "--cache", str(cache)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Training on 2 replicas (MirroredStrategy)" in result.stdout
+    two = json.loads((out / "task.json").read_text())["metrics"]["top1_accuracy"]
+    one = json.loads((dog_bundle / "task.json").read_text())["metrics"]["top1_accuracy"]
+    assert two > 0.6 and two >= one - 0.15, (one, two)
+    assert len(list(cache.rglob("*.npz"))) == 6 * 30
+
+
+def test_mixed_precision_trains_and_the_bundle_is_float32(dogs_data, tmp_path):
+    from training import dog_breed
+
+    out = tmp_path / "mixed"
+    metrics = dog_breed.main(["--data", str(dogs_data), "--out", str(out), "--backbone", "small", "--weights", "none",
+                              "--image-size", "48", "--epochs", "8", "--fine-tune-epochs", "0", "--batch-size", "16",
+                              "--mixed-precision"])
+    keras.mixed_precision.set_global_policy("float32")
+    assert metrics["top1_accuracy"] > 0.4  # six breeds: chance 1/6; float16 on a CPU, a short run
+    model = keras.saving.load_model(out / "classifier.keras", safe_mode=True, compile=False)
+    policies = {layer.dtype_policy.name for layer in _leaves(model)}
+    assert policies == {"float32"}, policies
+    assert model(np.zeros((1, 48, 48, 3), np.float32)).dtype == "float32"
+
+
+def _leaves(model):
+    for layer in model.layers:
+        yield layer
+        if getattr(layer, "layers", None):
+            yield from _leaves(layer)
+
+
+def test_the_cache_is_read_instead_of_decoding_and_follows_the_files(tmp_path):
+    data = make_stanford_dogs(tmp_path / "dogs", breeds=2, per_breed=3, size=64, lists=None)
+    samples = [inputs.Sample(path, 0) for path in sorted((data / "Images").rglob("*.jpg"))]
+    decoded = []
+
+    def decode(sample):
+        decoded.append(sample.path)
+        return np.full((4, 4, 3), len(decoded), np.uint8)
+
+    cache = tmp_path / "cache"
+    first = inputs.Source(samples, decode, "test decoding", cache)
+    values = [first.decoded(i)[0] for i in range(len(samples))]
+    assert len(decoded) == 6 and len(list(cache.rglob("*.npz"))) == 6
+    again = inputs.Source(samples, decode, "test decoding", cache)  # a later run
+    assert all(np.array_equal(again.decoded(i)[0], values[i]) for i in range(6)) and len(decoded) == 6
+    os.utime(samples[0].path, ns=(time.time_ns(), time.time_ns() + 10**9))  # the file changed
+    next(iter(cache.rglob("*.npz"))).write_bytes(b"damaged")
+    for i in range(6):
+        again.decoded(i)
+    assert len(decoded) == 8  # the changed file and the damaged entry, decoded again
+    other = inputs.Source(samples, decode, "another decoding", cache)
+    other.decoded(0)
+    assert len(decoded) == 9  # another decoding never reads this one's cache
+
+
+@pytest.mark.parametrize("broken", [b"", b"not an image", b"\x89PNG\r\n\x1a\n" + b"\0" * 20])
+def test_unreadable_files_are_found_before_training(tmp_path, broken):
+    good = make_stanford_dogs(tmp_path / "dogs", breeds=1, per_breed=2, size=32, lists=None)
+    bad = good / "Images" / "n02085620-Chihuahua" / "broken.jpg"
+    bad.write_bytes(broken)
+    scan = inputs.scan(list((good / "Images").rglob("*.jpg")), good)
+    assert list(scan.unreadable) == [str(bad)] and "broken.jpg" in scan.unreadable[str(bad)]
