@@ -228,12 +228,14 @@ def tab(bundle: Bundle, ui):
     button = gr.Button("Estimate gender and age", variant="primary")
     summary = gr.Markdown(label="Every face")
     with gr.Row():
-        crops = gr.Gallery(label="Straightened faces", columns=4, height=240, object_fit="contain",
-                           format="png", allow_preview=True)
-        with gr.Column():
+        # fit_columns=False: a single face would otherwise be stretched to the gallery's width and
+        # shown cut to a strip (the eyes only).
+        crops = gr.Gallery(label="Straightened faces", columns=4, fit_columns=False, height=260,
+                           object_fit="contain", format="png", scale=2)
+        with gr.Column(scale=1):
             angle = gr.Textbox(label="Face 1: tilt (degrees, counter-clockwise)", interactive=False)
             age = gr.Textbox(label="Face 1: age (± held-out RMSE)", interactive=False)
-        gender = gr.Label(num_top_classes=len(bundle.labels), label="Face 1: gender")
+            gender = gr.Label(num_top_classes=len(bundle.labels), label="Face 1: gender")
     records = gr.JSON(label="faces")
     handler = ui.guarded(predict, bundle)
     outputs = [annotated, crops, angle, gender, age, summary, records]
