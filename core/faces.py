@@ -25,19 +25,20 @@ from PIL import Image
 # The bundle's `face` block names its detector: search settings written for another one (the LBP
 # cascade of earlier bundles) do not apply to this one.
 DETECTOR = "mtcnn"
-# Defaults of the bundle's `face` block (task.json), measured on packaged photos by bench/faces.py.
-# MTCNN's own last-stage threshold is 0.8; on those photos false positives reached 0.81 and the
-# least certain real face 0.86.
+# Defaults of the bundle's `face` block (task.json), chosen on packaged photos by bench/faces.py:
+# with these, all 47 faces found and no false positive. MTCNN's own last-stage threshold is 0.8; on
+# those photos a crowd false positive reached 0.83 and the least certain real face 0.86.
 MIN_CONFIDENCE = 0.85
 # Smaller faces (the longer side of the detector's box, in the picture's pixels) are dropped: too
 # few pixels to read an age from, and the size of most of MTCNN's false positives on those photos.
 MIN_FACE_SIZE = 24
 MAX_FACES = 4
 # Search the picture turned by these angles too, for faces beyond MTCNN's own reach. Upright only:
-# MTCNN finds the astronaut turned by -45..+45 without it (bench/faces.py).
+# MTCNN finds the astronaut turned by -45..+45 without it; (-45, 0, 45) also finds her at +-60..90,
+# at 4 times the cost (bench/faces.py).
 SEARCH_ANGLES = (0,)
-# Large pictures are searched at this longest side: a face must then be at least 12 of these
-# pixels (PNet's window), 1/40 of the picture's long side.
+# Larger pictures are searched at this longest side, where a face must be at least 12 px (P-Net's
+# window): 1/40 of the picture. At 320 and 640 px MTCNN missed a face and found false positives.
 DETECTION_SIDE = 480
 # MTCNN's P-Net sees 12 x 12 windows; its image pyramid is safe for smallest faces of 12..20 px
 # (mtcnn 1.0 builds levels below 12 px, and crashes, for larger values).
@@ -157,8 +158,8 @@ def _detector():
 
 def _build_mtcnn():
     """MTCNN with its three networks read from the wheel as arrays only, each run as one traced
-    graph: mtcnn calls them eagerly once per pyramid level, which costs twice the time (measured on
-    a 640 x 480 photo, bench/faces.py)."""
+    graph: mtcnn calls them eagerly once per pyramid level, which took twice the time (0.26 s
+    instead of 0.12 s for a 640 x 480 photo searched at 480 px, 2 cores)."""
     import tensorflow as tf
     from mtcnn import MTCNN
     from mtcnn.network.onet import ONet
