@@ -88,11 +88,11 @@ def turned_astronaut(angles) -> list[dict]:
     turned = []
     for angle in angles:
         image = upright.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True)
-        move = lambda point: faces.rotate_point(point, angle, (256, 256), (image.width / 2, image.height / 2))  # noqa: E731
-        x, y = move((left + width / 2, top + height / 2))
+        new_centre = (image.width / 2, image.height / 2)
+        x, y = faces.rotate_point((left + width / 2, top + height / 2), angle, (256, 256), new_centre)
+        eyes = [faces.rotate_point(eye, angle, (256, 256), new_centre) for eye in truth["eyes"]]
         turned.append({"name": f"astronaut turned {angle:+d}", "image": image, "angle": angle,
-                       "faces": [{"box": [x - width / 2, y - height / 2, width, height],
-                                  "eyes": [move(e) for e in truth["eyes"]]}]})
+                       "faces": [{"box": [x - width / 2, y - height / 2, width, height], "eyes": eyes}]})
     return turned
 
 

@@ -16,7 +16,6 @@ from PIL import Image, ImageDraw
 from conftest import page_text, running_app
 from core import faces
 from core.bundle import load_bundle
-from training import age_gender
 from training.datasets import faces as face_datasets
 from training.datasets import imdb_wiki, utkface
 from training.datasets.faces import GENDERS
@@ -301,7 +300,7 @@ def test_predict_straightens_a_tilted_face(age_gender_trained):
 
     results, _ = task.analyse(bundle, image, "network")
     assert faces.angle_error(results[0].tilt_network, -35) < 30, results[0].tilt_network
-    annotated, gallery, tilt, gender, age, summary, records = task.predict(bundle, image)
+    annotated, gallery, tilt, gender, age, _, _ = task.predict(bundle, image)
     assert annotated.size == image.size and len(gallery) >= 1 and gallery[0][0].size == (160, 160)
     assert "network" in tilt
     assert set(gender) == {"Female", "Male"} and sum(gender.values()) == pytest.approx(1, abs=1e-4)
@@ -364,9 +363,9 @@ def test_live_endpoint_returns_the_tilted_astronaut_as_face_1_with_both_tilts(ap
 
 def test_live_endpoint_on_a_group_photo_gives_one_result_per_face(app, tmp_path):
     _, client, _ = app
-    picture, panels = group_photo()
+    picture, _ = group_photo()
     picture.save(tmp_path / "group.png")
-    annotated, gallery, *_, summary, records = client.predict(handle_file(str(tmp_path / "group.png")),
+    _, gallery, *_, summary, records = client.predict(handle_file(str(tmp_path / "group.png")),
                                                               api_name="/age_gender")
     assert len(records) == len(gallery) == 3 and "3 faces found" in summary
     assert sorted(int((r["box"][0] + r["box"][2] / 2) // 320) for r in records) == [0, 1, 2]
