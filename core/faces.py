@@ -1,60 +1,81 @@
-"""Faces: finding them, and the one rotate-and-crop used in training and in the app.
+"""Faces: finding them, their tilt from the eyes, and the one rotate-and-crop used in training
+and in the app.
 
-Detection uses scikit-image's LBP frontal-face cascade, whose model file ships
-inside the scikit-image wheel (no download, works offline). The cascade only
-finds upright faces, so the image is also searched rotated by a few angles
-(-45..+45 degrees by default); each hit is mapped back to the original frame and
-the hits are merged by non-maximum suppression. A face found at several angles
-and scales collects more votes, which is what ranks faces and filters out the
-cascade's false positives.
+Detection is MTCNN (Zhang et al. 2016: three small networks, P-, R- and O-Net, from coarse to
+fine), from the `mtcnn` package, whose weights ship inside its wheel: nothing is downloaded. It
+gives each face a confidence and five landmarks; the eyes give the face's tilt geometrically,
+beside the rotation network's estimate.
 
-Angles are in degrees, counter-clockwise as seen on screen (PIL's convention). A
-face "tilted by +20" was turned 20 degrees counter-clockwise from upright;
-`rotated_crop(image, centre, side, -20)` turns it back. Straightening always
-rotates the whole picture around the face centre and crops afterwards (as
-d4nst/RotNet does), so the corners of the crop are real pixels, never padding,
+Angles are in degrees, counter-clockwise as seen on screen (PIL's convention). A face "tilted by
++20" was turned 20 degrees counter-clockwise from upright; `rotated_crop(image, centre, side, -20)`
+turns it back. Straightening always rotates the whole picture around the face centre and crops
+afterwards (as d4nst/RotNet does), so the corners of the crop are real pixels, never padding,
 wherever the face has enough picture around it.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from PIL import Image
 
-# The image is searched at this longest side: detection cost grows with the pixel count.
-DETECTION_SIDE = 224
-SEARCH_ANGLES = (-45, -30, -15, 0, 15, 30, 45)
-# The cascade's own grouping: windows that must overlap for one hit at one search angle. Lower values
-# let through many false positives on busy pictures (measured on skimage's astronaut photo).
-MIN_NEIGHBOURS = 3
+# The bundle's `face` block names its detector: search settings written for another one (the LBP
+# cascade of earlier bundles) do not apply to this one.
+DETECTOR = "mtcnn"
+# Defaults of the bundle's `face` block (task.json), chosen on packaged photos by bench/faces.py:
+# with these, all 47 faces found and no false positive. MTCNN's own last-stage threshold is 0.8; on
+# those photos a crowd false positive reached 0.83 and the least certain real face 0.86.
+MIN_CONFIDENCE = 0.85
+# Smaller faces (the longer side of the detector's box, in the picture's pixels) are dropped: too
+# few pixels to read an age from, and the size of most of MTCNN's false positives on those photos.
+MIN_FACE_SIZE = 24
 MAX_FACES = 4
+# Search the picture turned by these angles too, for faces beyond MTCNN's own reach. Upright only:
+# MTCNN finds the astronaut turned by -45..+45 without it; (-45, 0, 45) also finds her at +-60..90,
+# at 4 times the cost (bench/faces.py).
+SEARCH_ANGLES = (0,)
+# Larger pictures are searched at this longest side, where a face must be at least 12 px (P-Net's
+# window): 1/40 of the picture. At 320 and 640 px MTCNN missed a face and found false positives.
+DETECTION_SIDE = 480
+# MTCNN's P-Net sees 12 x 12 windows; its image pyramid is safe for smallest faces of 12..20 px
+# (mtcnn 1.0 builds levels below 12 px, and crashes, for larger values).
+_PNET_WINDOW, _PYRAMID_LIMIT = 12, 20
 
 
 @dataclass
 class Face:
-    """A detected face in the original image's pixel frame."""
+    """A detected face in the picture's pixel frame."""
 
-    centre: tuple[float, float]  # (x, y)
-    side: float  # side of the square box, in pixels
-    votes: int  # search angles at which the cascade found it (more = surer)
-    search_angle: float  # the search angle of its strongest hit: a rough hint of its tilt
+    box: tuple[float, float, float, float]  # left, top, width, height
+    confidence: float  # MTCNN's O-Net probability that this is a face
+    # The eye seen on the left of the upright face, then the one on its right (the person's own
+    # right, then left eye), (x, y) each; None when the detector gives no landmarks.
+    eyes: tuple[tuple[float, float], tuple[float, float]] | None = None
 
     @property
-    def box(self) -> tuple[int, int, int, int]:
-        x, y = self.centre
-        half = self.side / 2
-        return (int(round(x - half)), int(round(y - half)), int(round(x + half)), int(round(y + half)))
+    def centre(self) -> tuple[float, float]:
+        left, top, width, height = self.box
+        return (left + width / 2, top + height / 2)
+
+    @property
+    def side(self) -> float:
+        """The face's size: the longer side of the detector's box (the crop scale multiplies it)."""
+        return float(max(self.box[2], self.box[3]))
+
+    @property
+    def eye_tilt(self) -> float | None:
+        return None if self.eyes is None else eye_tilt(*self.eyes)
 
 
-@lru_cache(maxsize=1)
-def _cascade():
-    from skimage import data, feature
-
-    return feature.Cascade(data.lbp_frontal_face_cascade_filename())
+def eye_tilt(left_eye, right_eye) -> float:
+    """The tilt of the line from the left eye to the right one (as seen on the upright face), in
+    degrees counter-clockwise; 0 when the eyes are level. The whole circle: a face upside down
+    gives +-180, as the rotation network would."""
+    dx, dy = right_eye[0] - left_eye[0], right_eye[1] - left_eye[1]
+    return math.degrees(math.atan2(-dy, dx))  # y grows downwards on screen
 
 
 def rotate_point(point, angle: float, centre, new_centre=None):
@@ -70,62 +91,132 @@ def rotate_point(point, angle: float, centre, new_centre=None):
     return (rx + cx, ry + cy)
 
 
-def detect_faces(image: Image.Image, max_faces: int = MAX_FACES, angles=SEARCH_ANGLES,
+def detect_faces(image: Image.Image, max_faces: int = MAX_FACES, min_confidence: float = MIN_CONFIDENCE,
+                 min_size: float = MIN_FACE_SIZE, search_angles=SEARCH_ANGLES,
                  detection_side: int = DETECTION_SIDE) -> list[Face]:
-    """The faces in an RGB image, most votes first (at most `max_faces`)."""
+    """The faces in an RGB image, most confident first: at most `max_faces`, each at least
+    `min_confidence` sure and `min_size` pixels across."""
+    # Search a copy at most `detection_side` across: the cost goes with its pixels.
     scale = min(1.0, detection_side / max(image.size))
-    small = image.convert("L")
+    small = image.convert("RGB")
     if scale < 1.0:
         small = small.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                              Image.Resampling.BILINEAR, reducing_gap=None)
+    # MTCNN's smallest face in the copy's pixels: `min_size` there, within what its pyramid allows.
+    smallest = min(max(min_size * scale, _PNET_WINDOW), _PYRAMID_LIMIT)
+    if min(small.size) < smallest:
+        return []
     centre = (small.width / 2, small.height / 2)
-    hits = []  # (x, y, side, angle) in the small frame
-    for angle in angles:
+    found = []
+    for angle in search_angles:
         turned = small.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True) if angle else small
-        pixels = np.asarray(turned, dtype=np.float64) / 255.0
-        side = min(pixels.shape)
-        if side < 24:
-            continue
-        found = _cascade().detect_multi_scale(pixels, scale_factor=1.2, step_ratio=1, min_size=(24, 24),
-                                              max_size=(side, side), min_neighbor_number=MIN_NEIGHBOURS)
         turned_centre = (turned.width / 2, turned.height / 2)
-        for hit in found:
-            hx, hy = hit["c"] + hit["width"] / 2, hit["r"] + hit["height"] / 2
-            # Back to the unrotated frame: turn by -angle around the rotated picture's centre.
-            x, y = rotate_point((hx, hy), -angle, turned_centre, centre)
-            hits.append((x, y, float(hit["width"]), float(angle)))
-    faces = _merge(hits)[:max_faces]
-    return [Face((x / scale, y / scale), side / scale, votes, angle) for x, y, side, votes, angle in faces]
-
-
-def _merge(hits):
-    """Greedy clustering: hits whose centres lie within half a box of each other are one face.
-
-    A face is ranked by the number of search angles that found it, then by its hits: a real
-    face is found over a range of tilts, a false positive mostly at one."""
-    remaining = sorted(hits, key=lambda h: -h[2])
-    clusters = []
-    while remaining:
-        x, y, side, _ = remaining[0]
-        members = [h for h in remaining if math.hypot(h[0] - x, h[1] - y) < 0.5 * max(side, h[2])
-                   and 0.5 < h[2] / side < 2.0]
-        # Re-centre on the members and gather again, so the cluster does not depend on the seed hit.
-        mx, my = np.mean([h[0] for h in members]), np.mean([h[1] for h in members])
-        mside = float(np.median([h[2] for h in members]))
-        members = [h for h in remaining if math.hypot(h[0] - mx, h[1] - my) < 0.5 * max(mside, h[2])
-                   and 0.5 < h[2] / mside < 2.0] or members
-        remaining = [h for h in remaining if h not in members]
-        angles = [h[3] for h in members]
-        hint = max(set(angles), key=angles.count)
-        clusters.append((float(np.mean([h[0] for h in members])), float(np.mean([h[1] for h in members])),
-                         float(np.median([h[2] for h in members])), len(set(angles)), hint, len(members)))
-    clusters.sort(key=lambda c: (-c[3], -c[5], -c[2]))
-    # Non-maximum suppression: drop a weaker face whose centre lies inside a stronger one's box.
+        for face in _mtcnn_faces(turned, smallest, min_confidence):
+            if angle:  # back to the unturned picture: turn by -angle around the turned picture's centre
+                x, y = rotate_point(face.centre, -angle, turned_centre, centre)
+                face.box = (x - face.box[2] / 2, y - face.box[3] / 2, face.box[2], face.box[3])
+                face.eyes = tuple(rotate_point(eye, -angle, turned_centre, centre) for eye in face.eyes)
+            found.append(face)
+    found.sort(key=lambda f: -f.confidence)
     kept = []
-    for c in clusters:
-        if all(abs(c[0] - k[0]) > k[2] / 2 or abs(c[1] - k[1]) > k[2] / 2 for k in kept):
-            kept.append(c[:5])
-    return kept
+    for face in found:  # one face seen at several search angles: keep its most confident sighting
+        if not any(_inside(face.centre, k) for k in kept):
+            kept.append(face)
+    full_size = [Face(tuple(v / scale for v in f.box), f.confidence, tuple((x / scale, y / scale) for x, y in f.eyes))
+                 for f in kept]
+    return [f for f in full_size if f.side >= min_size][:max_faces]
+
+
+def _inside(point, face: Face) -> bool:
+    left, top, width, height = face.box
+    return left <= point[0] <= left + width and top <= point[1] <= top + height
+
+
+def _mtcnn_faces(picture: Image.Image, smallest: float, min_confidence: float) -> list[Face]:
+    """One MTCNN pass; boxes and eyes in `picture`'s pixels."""
+    rows = _detector().detect_faces(np.asarray(picture), min_face_size=smallest, threshold_onet=min_confidence,
+                                    box_format="xyxy", output_type="numpy")
+    # A row: image index, x1, y1, x2, y2, confidence, the five landmarks' x, then their y
+    # (left eye, right eye, nose, left and right mouth corner).
+    return [Face((float(r[1]), float(r[2]), float(r[3] - r[1]), float(r[4] - r[2])), float(r[5]),
+                 ((float(r[6]), float(r[11])), (float(r[7]), float(r[12]))))
+            for r in np.asarray(rows).reshape(-1, 16) if r[5] >= min_confidence]
+
+
+_lock = threading.Lock()
+_mtcnn = None
+
+
+def _detector():
+    """The MTCNN detector, built once per process on first use (requests run concurrently)."""
+    global _mtcnn
+    with _lock:
+        if _mtcnn is None:
+            _mtcnn = _build_mtcnn()
+    return _mtcnn
+
+
+def _build_mtcnn():
+    """MTCNN with its three networks read from the wheel as arrays only, each run as one traced
+    graph: mtcnn calls them eagerly once per pyramid level, which took twice the time (0.26 s
+    instead of 0.12 s for a 640 x 480 photo searched at 480 px, 2 cores)."""
+    import tensorflow as tf
+    from mtcnn import MTCNN
+    from mtcnn.network.onet import ONet
+    from mtcnn.network.pnet import PNet
+    from mtcnn.network.rnet import RNet
+    from mtcnn.stages import StageONet, StagePNet, StageRNet
+    from mtcnn.stages.base import StageBase
+
+    stages = []
+    for number, (kind, network, weights) in enumerate(
+            [(StagePNet, PNet, "pnet.lz4"), (StageRNet, RNet, "rnet.lz4"), (StageONet, ONet, "onet.lz4")], 1):
+        model = network()
+        model.build()
+        model.set_weights(_wheel_weights(weights))
+        graph = tf.function(model, input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+        # The stage's own __init__ would load the weights again, with joblib.load: set it up without it.
+        stage = kind.__new__(kind)
+        StageBase.__init__(stage, stage_name=kind.__name__, stage_id=number, model=graph)
+        stages.append(stage)
+    detector = MTCNN(stages=stages)
+    detector.detect_faces(np.zeros((48, 48, 3), np.uint8))  # trace now, not in the first request
+    return detector
+
+
+def _wheel_weights(name: str) -> list[np.ndarray]:
+    """One MTCNN network's weights, from the mtcnn wheel itself (mtcnn would first look for a file
+    of that name in the current directory)."""
+    import importlib.resources
+
+    import lz4.frame
+
+    packed = (importlib.resources.files("mtcnn.assets.weights") / name).read_bytes()
+    return _arrays_from_joblib(lz4.frame.decompress(packed), name)
+
+
+def _arrays_from_joblib(data: bytes, name: str) -> list[np.ndarray]:
+    """A joblib pickle of a list of numpy arrays, unpickled refusing everything else.
+
+    mtcnn reads its weights with joblib.load, and a pickle can name any callable to run; here only
+    numpy arrays may be rebuilt (the Python documentation's "restricting globals")."""
+    import io
+    import pickle
+
+    from joblib.numpy_pickle import NumpyUnpickler
+
+    allowed = {("joblib.numpy_pickle", "NumpyArrayWrapper"), ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    class ArraysOnly(NumpyUnpickler):
+        def find_class(self, module, qualified_name):
+            if (module, qualified_name) not in allowed:
+                raise pickle.UnpicklingError(f"{name}: {module}.{qualified_name} is not a numpy array")
+            return super().find_class(module, qualified_name)
+
+    weights = ArraysOnly(name, io.BytesIO(data), ensure_native_byte_order=True).load()
+    if not (isinstance(weights, list) and all(isinstance(w, np.ndarray) for w in weights)):
+        raise ValueError(f"{name} is not a list of numpy arrays")
+    return weights
 
 
 def rotated_crop(image: Image.Image, centre, side: float, angle: float, out_size: int | None = None,

@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 # Refuse images above this many pixels before decoding them (a 20000 x 20000 PNG
 # can be a few kilobytes on disk and 1.2 GB in memory).
@@ -76,6 +76,22 @@ def open_image(source, max_pixels: int = MAX_PIXELS, name: str | None = None) ->
 
 def _source_name(source) -> str:
     return "the upload" if isinstance(source, (bytes, bytearray)) else (Path(source).name or str(source))
+
+
+def upright_size(source) -> tuple[int, int] | None:
+    """An upload's (width, height) as `load_image` turns it upright (EXIF orientation), before any
+    downscaling on decode: read from the header only. None when the header cannot be read."""
+    try:
+        if isinstance(source, Image.Image):
+            image = source
+        else:
+            image = Image.open(_open_stream(source, _source_name(source)))
+        width, height = image.size
+        # Orientations 5-8 turn the picture by a quarter: width and height swap.
+        quarter_turn = image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
+        return (height, width) if quarter_turn else (width, height)
+    except Exception:  # load_image reports unreadable files; this only rescales coordinates
+        return None
 
 
 def _decode_error(name: str, error: Exception) -> ImageError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 import gradio as gr
@@ -49,6 +50,9 @@ def guarded(predict, bundle):
             log.exception("prediction failed")
             raise gr.Error("The model failed on this image; the server log has the details.") from None
 
+    # Gradio names the endpoint's parameters after the handler's (the API page, gradio_client's
+    # keywords): give it predict's, less the bundle, rather than param_1, param_2.
+    handler.__signature__ = inspect.Signature(list(inspect.signature(predict).parameters.values())[1:])
     return handler
 
 

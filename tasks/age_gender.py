@@ -1,11 +1,13 @@
-"""Age & gender: find the faces, straighten each one, then gender and age.
+"""Age & gender: find the faces, measure each one's tilt, straighten it, then gender and age.
 
-Each step is shown: the picture with numbered face boxes, each straightened crop, the estimated
-tilt, the gender probabilities and the age with the model's error band (held-out RMSE).
+Each step is shown: the picture with numbered face boxes and eye lines, each straightened crop,
+both tilt estimates (the rotation network's and the eyes' line), the gender probabilities, the age
+with the model's error band (held-out RMSE), and every face as structured data (`faces`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,13 +15,13 @@ from PIL import Image, ImageDraw
 
 from core import faces
 from core.bundle import Bundle
-from core.images import load_image
+from core.images import load_image, upright_size
 
 NAME = "age_gender"
 TITLE = "Age & gender"
 API_NAME = "age_gender"
-DESCRIPTION = ("Upload a photo of a person: the model finds the faces (up to four), measures how far each head "
-               "is tilted, straightens it, then estimates gender and age.")
+DESCRIPTION = ("Upload a photo of people, take one with the webcam or paste one: the model finds the faces (up to "
+               "four), measures how far each head is tilted, straightens it, then estimates gender and age.")
 TRAIN_COMMAND = "python -m training.age_gender --data DIR --out models/age_gender"
 # The task.json keys this tab reads: a bundle without one is refused at start, with a notice.
 REQUIRES = ("networks.rotation", "networks.gender_age", "labels", "input.size", "rotation.loss", "age.rmse",
@@ -27,70 +29,143 @@ REQUIRES = ("networks.rotation", "networks.gender_age", "labels", "input.size", 
 NO_FACE = "No face found: the results are for the whole picture, taken as one centred face."
 BOX_COLOURS = ["#ff3b30", "#34c759", "#007aff", "#ff9500", "#af52de", "#00c7be"]
 SHOWN_SIDE = 160  # straightened crops are shown at this size
+TILT_SOURCES = {"eyes": "the line through the eyes", "network": "the rotation network"}
 
 
 @dataclass
 class FaceResult:
-    box: tuple | None  # (left, top, right, bottom) of the detected face; None for the whole picture
+    face: faces.Face | None  # None: the whole picture stands in for one face
     centre: tuple
     side: float  # side of the network's crop around the centre, in pixels
-    angle: float  # estimated tilt, degrees counter-clockwise
+    tilt_network: float  # degrees counter-clockwise
+    tilt_eyes: float | None  # None without eyes
+    tilt_by: str  # the estimate the face was straightened by: "eyes" or "network"
     straightened: Image.Image
     gender: dict  # {label: probability}
     age: float
 
+    @property
+    def tilt(self) -> float:
+        return self.tilt_eyes if self.tilt_by == "eyes" else self.tilt_network
 
-def analyse(bundle: Bundle, image: Image.Image) -> tuple[list[FaceResult], bool]:
+
+def face_settings(bundle: Bundle) -> dict:
+    """The bundle's `face` block with a default for every key, so bundles made before a key existed
+    still load. Search settings written for another detector (the LBP cascade's seven angles) are
+    not MTCNN's: those fall back to the defaults."""
+    face = bundle.metadata.get("face", {})
+    ours = face.get("detector") == faces.DETECTOR
+    return {
+        "crop_scale": face.get("crop_scale", 1.25),
+        "max_faces": face.get("max_faces", faces.MAX_FACES),
+        "min_confidence": face.get("min_confidence", faces.MIN_CONFIDENCE),
+        "min_size": face.get("min_size", faces.MIN_FACE_SIZE),
+        "search_angles": tuple(face["search_angles"]) if ours and "search_angles" in face else faces.SEARCH_ANGLES,
+        "tilt": face.get("tilt") or {"network_mae": bundle.metadata.get("metrics", {}).get("rotation_mae_degrees")},
+    }
+
+
+def default_tilt(bundle: Bundle) -> str:
+    """Which tilt straightens a face unless the user picks: the recipe's choice (the smaller held-out
+    error); the network's while the eyes' error is unmeasured."""
+    tilt = face_settings(bundle)["tilt"]
+    if tilt.get("eyes_mae") is None:
+        return "network"
+    if tilt.get("default") in TILT_SOURCES:
+        return tilt["default"]
+    return "eyes" if tilt["eyes_mae"] <= (tilt.get("network_mae") or math.inf) else "network"
+
+
+def analyse(bundle: Bundle, image: Image.Image, tilt_by: str | None = None) -> tuple[list[FaceResult], bool]:
     """Every face (at most the bundle's max_faces), straightened and read, and whether a face was
     found. Without one, the whole picture stands in for a single centred face, cropped as the
-    training crops were (the central square that stays inside at any rotation)."""
-    face = bundle.metadata["face"]
-    found = faces.detect_faces(image, max_faces=face["max_faces"], angles=face["search_angles"],
-                               detection_side=face["detection_side"])
+    training crops were (the central square that stays inside at any rotation).
+
+    Each network runs once, on all faces in one batch: the rotation network on the faces as found,
+    then the gender/age network on the faces straightened by `tilt_by` ("eyes" where a face has
+    them, else "network"; default: the bundle's more accurate one)."""
+    settings = face_settings(bundle)
+    tilt_by = tilt_by if tilt_by in TILT_SOURCES else default_tilt(bundle)
+    found = faces.detect_faces(image, max_faces=settings["max_faces"], min_confidence=settings["min_confidence"],
+                               min_size=settings["min_size"], search_angles=settings["search_angles"])
     if found:
-        regions = [(f.centre, f.side * face["crop_scale"], f.box) for f in found]
+        regions = [(f, f.centre, f.side * settings["crop_scale"]) for f in found]
     else:
-        regions = [((image.width / 2, image.height / 2), faces.inner_side(image.width, image.height), None)]
+        regions = [(None, (image.width / 2, image.height / 2), faces.inner_side(image.width, image.height))]
     size = bundle.input_size[0]
 
     def crops(angles):
         return np.stack([np.asarray(faces.rotated_crop(image, centre, side, -angle, size), np.float32)
-                         for (centre, side, _), angle in zip(regions, angles)])
+                         for (_, centre, side), angle in zip(regions, angles)])
 
-    def tilt(angles):
-        return faces.decode_rotation(bundle.network("rotation")(crops(angles)), bundle.metadata["rotation"])
-
-    # 1. How far is each face turned? Asked twice: the second look, at the once-straightened crop,
-    # corrects what the first missed (a regressor tends to under-shoot large tilts).
-    angles = tilt([0.0] * len(regions))
-    angles = faces.wrap_angle(angles + tilt(angles))
-    # 2. Turn the picture back around the face centre and crop again.
-    straight = crops(angles)
-    # 3. Gender and age on the straightened crops.
-    outputs = bundle.network("gender_age")(straight)
+    # 1. How far is each face turned? The network's one look at the face as found (the estimate whose
+    # held-out error the recipe records), and the eyes' line where the detector found eyes.
+    network = faces.decode_rotation(bundle.network("rotation")(crops([0.0] * len(regions))),
+                                    bundle.metadata["rotation"])
+    eyes = [face.eye_tilt if face is not None else None for face, _, _ in regions]
+    used = [tilt_by if tilt_by == "network" or e is not None else "network" for e in eyes]
+    angles = [float(e) if by == "eyes" else float(n) for n, e, by in zip(network, eyes, used)]
+    # 2. Turn the picture back around each face centre, crop again, and read gender and age.
+    outputs = bundle.network("gender_age")(crops(angles))
     results = []
-    for i, ((centre, side, box), angle) in enumerate(zip(regions, angles)):
-        shown = faces.rotated_crop(image, centre, side, -float(angle), SHOWN_SIDE)
-        gender = {label: float(p) for label, p in zip(bundle.labels, outputs["gender"][i])}
-        results.append(FaceResult(box, centre, side, float(angle), shown, gender, float(outputs["age"][i].reshape(-1)[0])))
+    for i, ((face, centre, side), angle) in enumerate(zip(regions, angles)):
+        results.append(FaceResult(
+            face, centre, side, float(network[i]), eyes[i], used[i],
+            faces.rotated_crop(image, centre, side, -angle, SHOWN_SIDE),
+            {label: float(p) for label, p in zip(bundle.labels, outputs["gender"][i])},
+            float(outputs["age"][i].reshape(-1)[0])))
     return results, bool(found)
+
+
+def clipped_age(bundle: Bundle, age: float) -> float:
+    low, high = bundle.metadata["age"].get("range", [0, 100])
+    return float(np.clip(age, low, high))
 
 
 def age_text(bundle: Bundle, age: float) -> str:
     """'34 ± 6 years': the error band is the held-out RMSE stored in the bundle."""
-    low, high = bundle.metadata["age"].get("range", [0, 100])
-    return f"{np.clip(age, low, high):.0f} ± {bundle.metadata['age']['rmse']:.0f} years"
+    return f"{clipped_age(bundle, age):.0f} ± {bundle.metadata['age']['rmse']:.0f} years"
+
+
+def turn_text(angle: float) -> str:
+    if abs(angle) < 0.5:
+        return "upright"
+    return f"tilted {abs(angle):.0f}° " + ("counter-clockwise" if angle > 0 else "clockwise")
+
+
+def tilt_text(result: FaceResult) -> str:
+    """Both estimates, and which one straightened the face: 'eyes +18.0°, network +15.2°; straightened by the eyes'."""
+    parts = ([] if result.tilt_eyes is None else [f"eyes {result.tilt_eyes:+.1f}°"]) + [f"network {result.tilt_network:+.1f}°"]
+    by = "the eyes" if result.tilt_by == "eyes" else "the network" + (" (no eyes found)" if result.tilt_eyes is None else "")
+    return f"{', '.join(parts)}; straightened by {by}"
 
 
 def describe(bundle: Bundle, number: int, result: FaceResult) -> str:
     gender, probability = max(result.gender.items(), key=lambda item: item[1])
-    turn = "upright" if abs(result.angle) < 0.5 else f"tilted {abs(result.angle):.0f}° " + (
-        "counter-clockwise" if result.angle > 0 else "clockwise")
-    return f"**Face {number}**: {gender} ({probability:.0%}), {age_text(bundle, result.age)}, {turn}"
+    return (f"**Face {number}**: {gender} ({probability:.0%}), {age_text(bundle, result.age)}, "
+            f"{turn_text(result.tilt)} ({tilt_text(result)})")
+
+
+def face_record(bundle: Bundle, result: FaceResult, scale: tuple[float, float]) -> dict:
+    """One face for the `faces` JSON; the box is in the uploaded picture's pixels (upright)."""
+    left, top, width, height = result.face.box
+    sx, sy = scale
+    return {
+        "box": [round(left * sx), round(top * sy), round(width * sx), round(height * sy)],
+        "confidence": round(result.face.confidence, 4),
+        "tilt_network": round(result.tilt_network, 1),
+        "tilt_eyes": None if result.tilt_eyes is None else round(result.tilt_eyes, 1),
+        "tilt_used": round(result.tilt, 1),
+        "tilt_by": result.tilt_by,
+        "gender": {label: round(p, 4) for label, p in result.gender.items()},
+        "age": round(clipped_age(bundle, result.age), 1),
+        "age_rmse": round(float(bundle.metadata["age"]["rmse"]), 1),
+    }
 
 
 def annotate(image: Image.Image, results: list[FaceResult]) -> Image.Image:
-    """The picture with each face's box and number, and the tilted square the network read."""
+    """The picture with each face's box and number, its eye line, and the tilted square the
+    network read."""
     shown = image.copy()
     draw = ImageDraw.Draw(shown)
     width = max(2, round(max(image.size) / 200))
@@ -99,54 +174,81 @@ def annotate(image: Image.Image, results: list[FaceResult]) -> Image.Image:
         half = result.side / 2
         corners = [(result.centre[0] + dx, result.centre[1] + dy) for dx, dy in
                    ((-half, -half), (half, -half), (half, half), (-half, half))]
-        # The crop that comes out upright: the square turned by the face's tilt.
-        turned = [faces.rotate_point(p, result.angle, result.centre) for p in corners]
+        # The crop that comes out upright: the square turned by the tilt it was straightened by.
+        turned = [faces.rotate_point(p, result.tilt, result.centre) for p in corners]
         draw.line(turned + turned[:1], fill=colour, width=max(1, width // 2))
-        if result.box is not None:
-            draw.rectangle(result.box, outline=colour, width=width)
-            draw.text((result.box[0] + width + 2, result.box[1] + width), str(number), fill=colour,
-                      font_size=max(12, int((result.box[3] - result.box[1]) / 4)))
+        if result.face is not None:
+            left, top, w, h = result.face.box
+            draw.rectangle((left, top, left + w, top + h), outline=colour, width=width)
+            draw.text((left + width + 2, top + width), str(number), fill=colour, font_size=max(12, int(h / 4)))
+            if result.face.eyes is not None:
+                draw.line(result.face.eyes, fill=colour, width=max(1, width // 2))
+                for x, y in result.face.eyes:
+                    draw.ellipse((x - width, y - width, x + width, y + width), outline=colour, width=max(1, width // 2))
     return shown
 
 
-def predict(bundle: Bundle, image):
+def predict(bundle: Bundle, image, tilt_by: str | None = None):
     """Photo (path, bytes or PIL) -> (annotated picture, [(straightened crop, caption)], face 1's
-    tilt in degrees, face 1's {gender: probability}, face 1's age text, a Markdown summary of every
-    face, with the no-face notice first when there was none)."""
+    tilts as text, face 1's {gender: probability}, face 1's age text, a Markdown summary of every
+    face (the no-face notice first when there was none), and every face as a list of dicts, most
+    confident first (empty when no face was found))."""
     picture = load_image(image)
-    results, found = analyse(bundle, picture)
+    results, found = analyse(bundle, picture, tilt_by)
     lines = [] if found else [f"⚠️ {NO_FACE}"]
     if len(results) > 1:
         lines.append(f"{len(results)} faces found; the gender, age and tilt fields show face 1 (most certain).")
     lines += [describe(bundle, number, result) for number, result in enumerate(results, 1)]
-    gallery = [(r.straightened, f"Face {n}, straightened by {-r.angle:+.0f}°" if r.box is not None
-                else f"Whole picture, straightened by {-r.angle:+.0f}°") for n, r in enumerate(results, 1)]
+    # Short captions: a gallery thumbnail holds about 15 characters.
+    gallery = [(r.straightened, f"Face {n}: {r.tilt:+.0f}°" if found else f"Whole picture: {r.tilt:+.0f}°")
+               for n, r in enumerate(results, 1)]
+    upload = upright_size(image) or picture.size
+    scale = (upload[0] / picture.width, upload[1] / picture.height)
+    records = [face_record(bundle, r, scale) for r in results] if found else []
     first = results[0]
-    return (annotate(picture, results), gallery, round(first.angle, 1), first.gender,
-            age_text(bundle, first.age), "\n\n".join(lines))
+    return (annotate(picture, results), gallery, tilt_text(first), first.gender, age_text(bundle, first.age),
+            "\n\n".join(lines), records)
 
 
 def tab(bundle: Bundle, ui):
     import gradio as gr
 
-    def predict_and_warn(bundle, image):
-        outputs = predict(bundle, image)
-        if NO_FACE in outputs[-1]:
-            gr.Warning(NO_FACE)
-        return outputs
+    tilt = face_settings(bundle)["tilt"]
+
+    def choice(source):
+        mae = tilt.get(f"{source}_mae")
+        return f"{TILT_SOURCES[source].capitalize()} (held-out error " + (
+            f"{mae:.1f}°)" if mae is not None else "not measured)")
 
     with gr.Row():
-        image = ui.ImageUpload(type="filepath", sources=["upload", "clipboard"], label="Photo of a person")
-        annotated = gr.Image(label="Faces found (numbered)", type="pil", interactive=False, format="png")
+        image = ui.ImageUpload(type="filepath", sources=["upload", "webcam", "clipboard"], label="Photo of people")
+        # JPEG: the annotated photo is a photo, and encoding it as PNG cost 50-100 ms of each request.
+        annotated = gr.Image(label="Faces found (numbered; eye line, and the square the network read)", type="pil",
+                             interactive=False, format="jpeg")
+    tilt_by = gr.Radio([(choice(source), source) for source in TILT_SOURCES], value=default_tilt(bundle),
+                       label="Straighten each face by",
+                       info="Both tilts are shown; the default is the one with the smaller held-out error.")
     button = gr.Button("Estimate gender and age", variant="primary")
     summary = gr.Markdown(label="Every face")
     with gr.Row():
-        crops = gr.Gallery(label="Straightened faces", columns=4, height=220, format="png")
-        with gr.Column():
-            angle = gr.Number(label="Face 1: tilt (degrees, counter-clockwise)", precision=1, interactive=False)
+        # fit_columns=False: a single face would otherwise be stretched to the gallery's width and
+        # shown cut to a strip (the eyes only).
+        crops = gr.Gallery(label="Straightened faces", columns=4, fit_columns=False, height=260,
+                           object_fit="contain", format="png", scale=2)
+        with gr.Column(scale=1):
+            angle = gr.Textbox(label="Face 1: tilt (degrees, counter-clockwise)", interactive=False)
             age = gr.Textbox(label="Face 1: age (± held-out RMSE)", interactive=False)
-        gender = gr.Label(num_top_classes=len(bundle.labels), label="Face 1: gender")
-    button.click(ui.guarded(predict_and_warn, bundle), inputs=image,
-                 outputs=[annotated, crops, angle, gender, age, summary], api_name=API_NAME,
+            gender = gr.Label(num_top_classes=len(bundle.labels), label="Face 1: gender")
+    records = gr.JSON(label="faces")
+    handler = ui.guarded(predict, bundle)
+    outputs = [annotated, crops, angle, gender, age, summary, records]
+    button.click(handler, inputs=[image, tilt_by], outputs=outputs, api_name=API_NAME,
                  concurrency_limit=ui.CONCURRENCY)
+
+    def redo(picture, by):
+        # Choosing the tilt before anything was uploaded changes nothing (and raises no error).
+        return (gr.skip(),) * len(outputs) if picture is None else handler(picture, by)
+
+    tilt_by.change(redo, inputs=[image, tilt_by], outputs=outputs, api_visibility="private",
+                   concurrency_limit=ui.CONCURRENCY)
     ui.examples(bundle, image)

@@ -5,6 +5,9 @@ import os
 import re
 import shutil
 
+import numpy as np
+from PIL import Image
+
 from conftest import running_app
 from tasks import TASKS
 
@@ -12,12 +15,17 @@ CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chro
 # Without these, Chromium keeps trying to reach Google's services, which this network refuses.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# Whether an element lies wholly inside its component's block (not cut off by it).
+INSIDE_ITS_BLOCK = """element => { const block = element.closest('.block').getBoundingClientRect();
+    const box = element.getBoundingClientRect();
+    return box.top >= block.top && box.bottom <= block.bottom && box.left >= block.left && box.right <= block.right; }"""
 
 
-def run_first_example(page, tab: str, button: str):
-    """Open a tab, load its first example into the image input and press its button."""
+def run_example(page, tab: str, button: str, index: int = 0):
+    """Open a tab, load one of its examples (the first by default) into the image input and press its button."""
     page.get_by_role("tab", name=tab).click()
-    page.locator(".gallery-item, button.gallery-item, [data-testid='examples'] button").locator("visible=true").first.click()
+    # The examples' own gallery: an output gallery's thumbnails are buttons too.
+    page.locator("div.gallery > button.gallery-item").locator("visible=true").nth(index).click()
     page.get_by_role("button", name=button).click()
 
 
@@ -27,6 +35,12 @@ def test_every_tab_opens_and_the_examples_run(demo_bundle, age_gender_trained, c
     assert os.path.exists(CHROMIUM), "install Debian's chromium (see README)"
     demo = demo_bundle
     root = models_with(demo__dog_breed=demo, age_gender=age_gender_trained[0], caries=caries_bundle)
+    # The age & gender tab's first examples: a picture without a face, and a real tilted face.
+    from test_age_gender import astronaut
+
+    ramp = np.tile(np.linspace(0, 255, 240, dtype=np.uint8), (180, 1))
+    Image.fromarray(ramp).convert("RGB").save(root / "age_gender" / "examples" / "00_no_face.png")
+    astronaut(25)[0].save(root / "age_gender" / "examples" / "01_astronaut_turned_25.png")
 
     with running_app(root) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -40,21 +54,42 @@ def test_every_tab_opens_and_the_examples_run(demo_bundle, age_gender_trained, c
             page.get_by_role("tab", name=task.TITLE).click()
             expect(page.get_by_text(task.DESCRIPTION)).to_be_visible()
 
-        run_first_example(page, "Dog breed", "Identify the breed")
+        run_example(page, "Dog breed", "Identify the breed")
         expect(page.get_by_text("Demo model trained on synthetic data")).to_be_visible()
         label = page.get_by_test_id("label").locator("visible=true")
         breeds = json.loads((demo / "task.json").read_text())["labels"]
         expect(label.locator("h2, .output-class").first).to_have_text(re.compile("|".join(breeds)), timeout=30_000)
 
-        # Age & gender: the annotated photo, the straightened crop, gender and "NN ± M years".
-        run_first_example(page, "Age & gender", "Estimate gender and age")
-        expect(page.get_by_text(re.compile(r"\d+ ± \d+ years")).first).to_be_visible(timeout=30_000)
+        # Age & gender: the annotated photo, the straightened crop whole with its caption, both tilts,
+        # gender, "NN ± M years", and the faces JSON.
+        page.get_by_role("tab", name="Age & gender").click()
+        expect(page.get_by_role("textbox", name="Face 1: tilt (degrees, counter-clockwise)")).to_have_value("")
+        run_example(page, "Age & gender", "Estimate gender and age")
+        no_face = page.get_by_text("No face found").locator("visible=true")
+        expect(no_face.first).to_be_visible(timeout=30_000)
+        run_example(page, "Age & gender", "Estimate gender and age", index=1)
+        expect(no_face).to_have_count(0, timeout=30_000)  # the notice does not outlive its result
+        expect(page.get_by_text(re.compile(r"\d+ ± \d+ years")).first).to_be_visible()
         label = page.get_by_test_id("label").locator("visible=true")
         expect(label.locator("h2, .output-class").first).to_have_text(re.compile("Female|Male"))
-        expect(page.get_by_role("img", name=re.compile("straightened by")).first).to_be_visible()
+        expect(page.get_by_role("textbox", name="Face 1: tilt (degrees, counter-clockwise)")).to_have_value(
+            re.compile(r"eyes \+2\d\.\d°, network [+-]\d+\.\d°; straightened by the network"))
+        crop = page.get_by_role("img", name=re.compile(r"Face 1: [+-]\d+°")).first
+        expect(crop).to_be_visible()
+        # The whole crop inside its gallery (a single face was once stretched and cut to its eyes)...
+        assert crop.evaluate(INSIDE_ITS_BLOCK), crop.bounding_box()
+        # ... and its caption not cut off.
+        caption = page.locator(".caption-label").locator("visible=true").first
+        expect(caption).to_have_text(re.compile(r"^Face 1: [+-]\d+°$"))
+        assert caption.evaluate("label => label.scrollWidth <= label.clientWidth")
+        expect(page.get_by_text('"tilt_eyes"').first).to_be_visible()
+        expect(page.get_by_text('"confidence"').first).to_be_visible()
+        page.get_by_role("radio", name=re.compile("line through the eyes")).check()
+        expect(page.get_by_role("textbox", name="Face 1: tilt (degrees, counter-clockwise)")).to_have_value(
+            re.compile("straightened by the eyes"), timeout=30_000)
 
         # Caries: the overlay with its legend, and the area table.
-        run_first_example(page, "Caries segmentation", "Find the lesions")
+        run_example(page, "Caries segmentation", "Find the lesions")
         expect(page.get_by_role("textbox", name="Summary")).to_have_value(re.compile("% of the image"), timeout=30_000)
         expect(page.get_by_role("img", name=re.compile("segmentation mask")).first).to_be_visible()
         labels = json.loads((caries_bundle / "task.json").read_text())["labels"]
@@ -64,5 +99,11 @@ def test_every_tab_opens_and_the_examples_run(demo_bundle, age_gender_trained, c
         page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
         if os.environ.get("SCREENSHOT"):
             shutil.copy(tmp_path / "app.png", os.environ["SCREENSHOT"])
+
+        # The API page lists the age & gender endpoint's faces output. (It also asks for
+        # /gradio_api/mcp/schema, a 404 without an MCP server: Gradio's own request, not counted.)
+        app_errors = list(errors)
+        page.get_by_text("Use via API").click()
+        expect(page.get_by_text('The output value that appears in the "faces" Json component.')).to_be_visible()
         browser.close()
-    assert errors == []
+    assert app_errors == []

@@ -90,7 +90,7 @@ def calibrate_crop_scale(records, rng: np.random.Generator) -> tuple[float, int]
             image = load_image(records[i].path)
         except ImageError:
             continue
-        found = faces.detect_faces(image, max_faces=1)
+        found = faces.detect_faces(image, max_faces=1, search_angles=(0,))
         if found and math.dist(found[0].centre, (image.width / 2, image.height / 2)) < 0.15 * min(image.size):
             ratios.append(faces.inner_side(image.width, image.height) / found[0].side)
     if len(ratios) < 10:
@@ -434,7 +434,7 @@ def card(metadata: dict) -> str:
     body = f"""
 ## Pipeline
 
-1. Faces are found by {face['detector']} (confidence at least {face['min_confidence']}, faces at least
+1. Faces are found by MTCNN (the `mtcnn` wheel's P-, R- and O-Net; confidence at least {face['min_confidence']}, faces at least
    {face['min_size']} pixels), most confident first.
 2. The face's tilt is measured two ways: the rotation network (`rotation.keras`, {rotation['backbone']},
    {rotation['loss']} loss, within +-{rotation['max_angle']:g} degrees) reads a crop of {face['crop_scale']} times

@@ -1,0 +1,153 @@
+"""Training benchmark (not a test): memory against dataset size, and whether the input keeps up.
+
+    python -m bench.train [--sizes 2000 20000] [--work DIR] [--backbone efficientnetb3 --image-size 300]
+                          [--mixed-precision] [--skip-memory]
+
+On synthetic sets in the Stanford Dogs layout at real photo sizes (JPEG, 500 x 375, 120 breed
+folders, Kaggle layout), prints:
+
+1. memory: the peak resident memory (RSS) of a one-epoch run of `python -m training.dog_breed` for
+   each size, and the ratio of the largest to the smallest. The input pipeline is the recipe's
+   whatever the backbone; the run uses the small from-scratch CNN (`conv4-gap`) at the default
+   300 px so that an epoch over 20,000 images takes minutes on a CPU, not hours.
+2. input: the streaming pipeline alone (decode, resize, batch), images per second, and per core;
+   again from the on-disk cache (`--cache`), which skips decoding.
+3. step: the training step alone, on a batch already in memory, images per second, for the
+   recipe's default backbone at its default size (EfficientNetB3, 300 px), with mixed precision
+   if asked.
+The input keeps the accelerator fed when (2) >= (3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PHOTO = (500, 375)
+
+
+def make_photos(root: Path, count: int, breeds: int = 120, seed: int = 0) -> Path:
+    """`root/Images/<wnid>-<breed>/*.jpg`: `count` dog pictures of 500 x 375, spread over `breeds`
+    folders (the real dataset's 120), made once and reused."""
+    from training.synthetic.dogs import DOG_BREEDS, draw_dog
+
+    images = root / "Images"
+    if images.is_dir() and sum(1 for _ in images.rglob("*.jpg")) == count:
+        return root
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        breed = index % breeds
+        _, colour, pattern = DOG_BREEDS[breed % len(DOG_BREEDS)]
+        folder = images / f"n{breed:08d}-breed_{breed}"
+        folder.mkdir(parents=True, exist_ok=True)
+        picture, _ = draw_dog(rng, colour, pattern, PHOTO[0])
+        picture.crop((0, (PHOTO[0] - PHOTO[1]) // 2, PHOTO[0], (PHOTO[0] + PHOTO[1]) // 2)).save(
+            folder / f"n{breed:08d}_{index}.jpg", quality=90)
+    return root
+
+
+def peak_memory(data: Path, out: Path, image_size: int) -> tuple[float, float]:
+    """(peak RSS in MB, seconds) of one epoch of the recipe in a fresh process."""
+    command = [sys.executable, "-m", "training.dog_breed", "--data", str(data), "--out", str(out),
+               "--backbone", "conv4-gap", "--weights", "none", "--image-size", str(image_size), "--epochs", "1",
+               "--fine-tune-epochs", "0", "--batch-size", "32", "--restart"]
+    started = time.monotonic()
+    code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    result = subprocess.run([sys.executable, "-c", code, *command], cwd=ROOT, capture_output=True, text=True, check=True)
+    return int(result.stdout.split()[-1]) / 1024, time.monotonic() - started
+
+
+def input_rate(data: Path, image_size: int, batch_size: int, batches: int, cache: Path | None) -> float:
+    """Images per second through the streaming pipeline alone (decode or cache, resize, batch)."""
+    import tensorflow as tf
+
+    from training import inputs
+    from training.datasets.stanford_dogs import read_stanford_dogs
+
+    _, (train, _, _), _, _ = read_stanford_dogs(data, crop_boxes=False, seed=0)
+    train = train[:batch_size * batches]
+    source = inputs.resized_images(image_size, cache)(train)
+    signature = (inputs.image_signature(image_size), tf.TensorSpec((), tf.int64))
+    dataset = inputs.batches(source, lambda i, decoded, rng: (decoded[0], source.records[i].label), signature,
+                             batch_size, seed=0)
+    started, seen = time.monotonic(), 0
+    for x, _, _ in dataset:
+        seen += int(x.shape[0])
+    return seen / (time.monotonic() - started)
+
+
+def step_rate(backbone: str, image_size: int, batch_size: int, steps: int, mixed: bool) -> float:
+    """Images per second of the training step alone, on one batch held in memory."""
+    import keras
+    import tensorflow as tf
+
+    from training import classification, fitting
+
+    fitting.set_precision(mixed)
+    model, _ = classification.build_classifier(120, image_size, backbone, "none", "dog_breed", dense_units=512)
+    classification.compile_classifier(model, 1e-3)
+    x = tf.random.uniform((batch_size, image_size, image_size, 3), 0, 255)
+    y = tf.random.uniform((batch_size,), 0, 120, dtype=tf.int64)
+    batches = tf.data.Dataset.from_tensors((x, y)).repeat()
+    model.fit(batches, steps_per_epoch=2, epochs=1, verbose=0)  # trace and warm up
+    started = time.monotonic()
+    model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)
+    keras.mixed_precision.set_global_policy("float32")
+    return steps * batch_size / (time.monotonic() - started)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000], help="dataset sizes (images)")
+    parser.add_argument("--work", type=Path, help="where the synthetic sets are made and kept (default: a temp dir)")
+    parser.add_argument("--backbone", default="efficientnetb3", help="backbone of the step benchmark")
+    parser.add_argument("--image-size", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps")
+    parser.add_argument("--input-batches", type=int, default=30, help="timed input batches")
+    parser.add_argument("--mixed-precision", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true", help="only the input and step rates")
+    args = parser.parse_args(argv)
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-train-"))
+    cores = os.cpu_count() or 1
+    print(f"{cores} cores; photos {PHOTO[0]} x {PHOTO[1]} JPEG; image size {args.image_size}")
+
+    sets = {size: make_photos(work / f"dogs-{size}", size) for size in sorted(args.sizes)}
+    if not args.skip_memory:
+        peaks = {}
+        for size, data in sets.items():
+            peaks[size], seconds = peak_memory(data, work / f"bundle-{size}", args.image_size)
+            print(f"memory: {size:>6} images, one epoch: peak RSS {peaks[size]:7.0f} MB ({seconds:.0f} s)")
+        if len(peaks) > 1:
+            low, high = min(peaks), max(peaks)
+            print(f"memory: peak RSS ratio {high}/{low} images = {peaks[high] / peaks[low]:.2f} (target <= 1.2)")
+
+    data = sets[min(sets)]
+    decoded = input_rate(data, args.image_size, args.batch_size, args.input_batches, None)
+    print(f"input: decode + resize + batch: {decoded:7.1f} images/s ({decoded / cores:.1f} per core)")
+    cache = work / "cache"
+    input_rate(data, args.image_size, args.batch_size, args.input_batches, cache)  # fill the cache
+    cached = input_rate(data, args.image_size, args.batch_size, args.input_batches, cache)
+    print(f"input: from the --cache:          {cached:7.1f} images/s ({cached / cores:.1f} per core)")
+
+    step = step_rate(args.backbone, args.image_size, args.batch_size, args.steps, args.mixed_precision)
+    print(f"step: {args.backbone} at {args.image_size} px, batch {args.batch_size}"
+          f"{', mixed precision' if args.mixed_precision else ''}: {step:7.1f} images/s")
+    verdict = "keeps up with" if decoded >= step else "limits"
+    print(f"the input {verdict} the step here ({decoded:.1f} vs {step:.1f} images/s)")
+
+
+if __name__ == "__main__":
+    main()
