@@ -198,7 +198,7 @@ def eye_tilts(records, angles) -> np.ndarray:
         except ImageError:
             continue
         centre = (image.width / 2, image.height / 2)
-        picture = faces.rotated_crop(image, centre, min(image.size), -float(angle))
+        picture = faces.rotated_crop(image, centre, min(image.size), float(angle))  # as the network saw it
         found = [f for f in faces.detect_faces(picture, max_faces=1)
                  if f.eye_tilt is not None and math.dist(f.centre, (picture.width / 2, picture.height / 2))
                  < 0.2 * picture.width]
