@@ -1,6 +1,7 @@
 """training.open_images against a loopback Flickr (tests/open_images_server.py) and
 metadata CSVs in the real Open Images layouts."""
 
+import csv
 import hashlib
 import io
 import json
@@ -320,3 +321,19 @@ def test_command_line_prints_a_summary_and_progress_on_stderr(world):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["counts"] == {"hamburger": 4, "sandwich": 5}
     assert "downloading" in done.stderr and "cropping" in done.stderr
+
+
+def test_a_display_name_two_labels_share_is_refused_and_a_label_id_picks_one(world, tmp_path):
+    twin = "/m/0twin"  # a second label that Open Images' descriptions would also call "Sandwich"
+    meta = write_meta(tmp_path / "twins", {**CLASSES, twin: "Sandwich"}, {TRAIN_BOXES: world.boxes},
+                      {"train-images-boxable-with-rotation.csv": list(csv.reader((world.meta / "train-images-boxable-with-rotation.csv").open()))[1:]})
+
+    def build(*classes):
+        return open_images.main(["--classes", *classes, "--meta", str(meta), "--out", str(tmp_path / "out"), *FAST])
+
+    with pytest.raises(SystemExit, match=rf"Class name 'sandwich' is the display name of 2 labels: {SANDWICH}, {twin}\. "
+                                         rf"Ask for one by its label, e\.g\. --classes {SANDWICH}"):
+        build("Hamburger", "sandwich")
+    with pytest.raises(SystemExit, match=rf"Two classes would share one folder: Sandwich \({SANDWICH}\), Sandwich \({twin}\)"):
+        build(SANDWICH, twin)
+    assert build("Hamburger", SANDWICH)["counts"] == {"hamburger": 4, "sandwich": 4}  # v1valid is not in this list
