@@ -12,6 +12,7 @@ import base64
 import csv
 import hashlib
 import io
+import json
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler
@@ -126,3 +127,10 @@ def write_meta(folder: Path, classes: dict[str, str], annotations: dict[str, lis
             with (folder / name).open("w", newline="") as handle:
                 csv.writer(handle, lineterminator="\n").writerows([header, *rows])
     return folder
+
+
+def write_hierarchy(folder: Path, tree: dict) -> Path:
+    """bbox_labels_600_hierarchy.json as distributed: the nested tree, indented by four spaces."""
+    path = folder / "bbox_labels_600_hierarchy.json"
+    path.write_text(json.dumps(tree, indent=4))
+    return path

@@ -16,6 +16,11 @@ that the image and boxes should be rotated": so the image is decoded without EXI
 orientation, the box cropped, and the crop rotated. Runs resume: a downloaded image is
 never fetched again, and failures for good (404, placeholder, MD5 mismatch, not an image)
 are remembered in <out>/download_failures.json (--retry-failed tries them again).
+
+Classes form a hierarchy (bbox_labels_600_hierarchy.json, when it is in --meta): Hamburger and
+Submarine sandwich are kinds of Sandwich, which is a kind of Food. Class names match exactly
+unless --include-subclasses gathers each class's subclasses into its folder; --list-classes
+prints the tree with box counts.
 """
 
 from __future__ import annotations
@@ -180,6 +185,133 @@ def resolve_classes(wanted: list[str], names: dict[str, str]) -> list[Class]:
     return sorted(classes.values(), key=lambda c: c.folder)
 
 
+# --- the class hierarchy ---------------------------------------------------------------
+
+HIERARCHY_FILE = "bbox_labels_600_hierarchy.json"
+ROOT_LABEL, ROOT_NAME = "/m/0bl9f", "Entity"  # the root is in no class-descriptions file
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """Open Images' class hierarchy, as bbox_labels_600_hierarchy.json distributes it: nested
+    {"LabelName", "Subcategory": [...], "Part": [...]} from the root Entity. A label can sit under
+    several parents (the file repeats its node, e.g. a cookie under both dessert and baked goods),
+    so the children are gathered per label over every place it appears."""
+
+    subcategories: dict[str, list[str]]  # label -> the labels one Subcategory step below, in file order
+    parts: dict[str, list[str]]  # label -> its Part labels (a wheel of a car: not a kind of car)
+
+    def below(self, label: str) -> list[str]:
+        """The label and every label under it by Subcategory, recursively (not by Part), each once."""
+        found, todo = [], [label]
+        while todo:
+            current = todo.pop(0)
+            if current not in found:
+                found.append(current)
+                todo += self.subcategories.get(current, [])
+        return found
+
+    def __contains__(self, label: str) -> bool:
+        return label == ROOT_LABEL or any(label in children for table in (self.subcategories, self.parts)
+                                          for children in table.values())
+
+
+def read_hierarchy(meta: Path, digests: dict) -> Hierarchy | None:
+    """The hierarchy in --meta, or None where it is not there (classes are then matched exactly)."""
+    path = meta / HIERARCHY_FILE
+    if not path.is_file():
+        return None
+    content = path.read_bytes()
+    digests[path.name] = {"sha256": hashlib.sha256(content).hexdigest(), "bytes": len(content)}
+    try:
+        root = json.loads(content)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise SystemExit(f"{path} is not valid JSON ({error}): expected Open Images' {HIERARCHY_FILE} as distributed")
+    subcategories, parts = defaultdict(list), defaultdict(list)
+    todo = [(root, "the root")]
+    while todo:
+        node, where = todo.pop()
+        label = node.get("LabelName") if isinstance(node, dict) else None
+        if not isinstance(label, str) or not label.strip():
+            raise SystemExit(f"{path}: {where} is not a node with a LabelName: not Open Images' {HIERARCHY_FILE}?")
+        for key, table in (("Subcategory", subcategories), ("Part", parts)):
+            children = node.get(key, [])
+            if not isinstance(children, list):
+                raise SystemExit(f"{path}: the {key} of {label} is not a list")
+            for i, child in enumerate(children):
+                todo.append((child, f"{key} {i} of {label}"))
+                name = child.get("LabelName") if isinstance(child, dict) else None
+                if isinstance(name, str) and name not in table[label]:
+                    table[label].append(name)
+    return Hierarchy(dict(subcategories), dict(parts))
+
+
+def need_hierarchy(hierarchy: Hierarchy | None, option: str, meta: Path) -> Hierarchy:
+    if hierarchy is None:
+        raise SystemExit(f"{option} needs Open Images' class hierarchy: put {HIERARCHY_FILE} (from the "
+                         f"Open Images download page) in {meta}")
+    return hierarchy
+
+
+@dataclass(frozen=True)
+class Folded:
+    """What --include-subclasses made of the requested classes."""
+    targets: dict[str, Class]  # annotation label -> the requested class its boxes go to
+    ambiguous: dict[str, list[str]]  # label -> the folders of the requested classes it is under
+    names: dict[str, str]  # display names, for the manifest
+
+
+def fold_subclasses(classes: list[Class], hierarchy: Hierarchy, names: dict[str, str]) -> Folded:
+    """Every label under a requested class goes to the most specific requested class above it
+    (asking for Sandwich and Hamburger keeps hamburgers in hamburger). A label under two requested
+    classes neither of which is under the other would make one box two classes: it is left out."""
+    under = {c.label: set(hierarchy.below(c.label)) for c in classes}
+    targets, ambiguous = {}, {}
+    for label in sorted(set().union(*under.values())):
+        holders = [c for c in classes if label in under[c.label]]
+        innermost = [c for c in holders if all(c.label in under[other.label] for other in holders)]
+        if len(innermost) == 1:
+            targets[label] = innermost[0]
+        else:
+            ambiguous[label] = sorted(c.folder for c in holders)
+    return Folded(targets, ambiguous, names)
+
+
+def count_boxes(meta: Path, digests: dict, progress: bool) -> Counter:
+    """Boxes per label over every annotation file, for --list-classes."""
+    counts = Counter()
+    for path in sorted(meta.glob("*-annotations-bbox.csv")):
+        rows = stream_csv(path, digests, progress)
+        columns, _ = read_header(path, rows, ("LabelName",))
+        for _, row in rows:
+            if isinstance(row, list) and len(row) > columns["LabelName"]:
+                counts[row[columns["LabelName"]].strip()] += 1
+    return counts
+
+
+def class_tree(hierarchy: Hierarchy, names: dict[str, str], counts: Counter, start: str) -> list[str]:
+    """The tree below `start` as indented lines with box counts; parts marked [part] (they are not
+    kinds of their parent, so --include-subclasses leaves them out). A label under several parents
+    is shown under each, as the file has it."""
+    lines = []
+
+    def visit(label, depth, part, path):
+        below = hierarchy.below(label)
+        line = f"{'  ' * depth}{'[part] ' if part else ''}{names.get(label, label)} ({label}): {counts[label]:,} boxes"
+        if len(below) > 1:
+            line += f", {sum(counts[other] for other in below):,} with subclasses"
+        lines.append(line)
+        if label in path:
+            return  # a label under itself: shown once, not forever
+        for child in hierarchy.subcategories.get(label, []):
+            visit(child, depth + 1, False, path | {label})
+        for child in hierarchy.parts.get(label, []):
+            visit(child, depth + 1, True, path | {label})
+
+    visit(start, 0, False, frozenset())
+    return lines
+
+
 @dataclass(frozen=True)
 class BoxFilters:
     """Which boxes to leave out: --drop-group-of, --drop-depiction, --min-box-size."""
@@ -202,9 +334,10 @@ def drop_reason(row: list[str], columns: dict[str, int], box: Box, filters: BoxF
     return None
 
 
-def read_boxes(meta: Path, classes: dict[str, Class], filters: BoxFilters, digests: dict, report: Report,
+def read_boxes(meta: Path, targets: dict[str, Class], filters: BoxFilters, digests: dict, report: Report,
                progress: bool) -> list[Box]:
-    """Boxes of the wanted labels that the options keep, in (file, line) order."""
+    """Boxes of the wanted labels (`targets`: label -> the class it goes to) that the options keep,
+    in (file, line) order."""
     files = sorted(meta.glob("*-annotations-bbox.csv"))
     if not files:
         raise SystemExit(f"No *-annotations-bbox.csv in {meta}")
@@ -218,7 +351,7 @@ def read_boxes(meta: Path, classes: dict[str, Class], filters: BoxFilters, diges
                 report.skip_row(path.name, line, f"malformed row: {row}" if isinstance(row, csv.Error)
                                 else f"malformed row: {len(row)} fields, the header has {width}")
                 continue
-            if not row or row[columns["LabelName"]].strip() not in classes:
+            if not row or row[columns["LabelName"]].strip() not in targets:
                 continue  # parse only the wanted rows: the files hold millions
             try:
                 xmin, xmax, ymin, ymax = (float(row[columns[name]]) for name in coordinates)
@@ -237,7 +370,7 @@ def read_boxes(meta: Path, classes: dict[str, Class], filters: BoxFilters, diges
             seen[image] += 1
             reason = drop_reason(row, columns, box, filters)
             if reason:
-                report.skip_box(box, classes[label].folder, reason)
+                report.skip_box(box, targets[label].folder, reason)
             else:
                 boxes.append(box)
     return boxes
@@ -287,7 +420,7 @@ class Selection:
     max_per_class: int
 
 
-def select(boxes: list[Box], images: dict[str, dict], classes: dict[str, Class], selection: Selection,
+def select(boxes: list[Box], images: dict[str, dict], targets: dict[str, Class], selection: Selection,
            report: Report) -> dict[str, list[Box]]:
     """ImageID -> boxes to crop. Images go by sorted ImageID and boxes by k, so --max-per-class
     picks the same boxes every run. The cap is applied before downloading: images that then
@@ -299,7 +432,7 @@ def select(boxes: list[Box], images: dict[str, dict], classes: dict[str, Class],
     for image in sorted(by_image):
         info = images.get(image)
         for box in sorted(by_image[image], key=lambda b: b.k):
-            folder = classes[box.label].folder
+            folder = targets[box.label].folder
             if info is None:
                 report.skip_image(image, "not in image list")
             elif selection.subset and info["subset"] not in selection.subset:
@@ -457,10 +590,11 @@ def write_atomic(path: Path, data: bytes):
         part.unlink(missing_ok=True)  # only left when cut off before the rename
 
 
-def crop_all(chosen: dict, images: dict, out: Path, classes: dict[str, Class], report: Report, progress: bool) -> list[dict]:
+def crop_all(chosen: dict, images: dict, out: Path, classes: list[Class], targets: dict[str, Class], report: Report,
+             progress: bool) -> list[dict]:
     """Crop every chosen box of every downloaded image; returns the crops, with their SHA-256."""
     root = out / "images_cropped"
-    for c in classes.values():
+    for c in classes:
         (root / c.folder).mkdir(parents=True, exist_ok=True)  # a class with no crop still has its folder
     crops = []
     for image in tqdm(sorted(chosen), desc="cropping", unit="img", file=sys.stderr, disable=not progress):
@@ -475,7 +609,7 @@ def crop_all(chosen: dict, images: dict, out: Path, classes: dict[str, Class], r
             continue
         width, height = pixels.size
         for box in chosen[image]:
-            folder = classes[box.label].folder
+            folder = targets[box.label].folder
             left, right = round(box.xmin * width), round(box.xmax * width)
             top, bottom = round(box.ymin * height), round(box.ymax * height)
             if right - left < 2 or bottom - top < 2:
@@ -496,20 +630,32 @@ def crop_all(chosen: dict, images: dict, out: Path, classes: dict[str, Class], r
     return crops
 
 
-def write_manifest(out: Path, options: dict, classes: dict[str, Class], digests: dict, report: Report, crops: list[dict]) -> dict:
-    """Everything that went in and came out; no timestamps or absolute paths, so equal inputs give equal bytes."""
+def write_manifest(out: Path, options: dict, classes: list[Class], folded: Folded | None, digests: dict, report: Report,
+                   crops: list[dict]) -> dict:
+    """Everything that went in and came out; no timestamps or absolute paths, so equal inputs give equal bytes.
+    With --include-subclasses each class lists the labels folded into it, and labels left out as
+    belonging to two requested classes are listed."""
     counts = Counter(crop["file"].split("/")[0] for crop in crops)
+    entries = [asdict(c) for c in classes]
+    if folded:
+        for entry in entries:
+            entry["subclasses"] = [{"name": folded.names.get(label, label), "label": label}
+                                   for label, target in sorted(folded.targets.items())
+                                   if target.folder == entry["folder"] and label != entry["label"]]
     manifest = {
         "sources": digests,
         "options": options,
-        "classes": [asdict(c) for c in sorted(classes.values(), key=lambda c: c.folder)],
-        "counts": {c.folder: counts[c.folder] for c in classes.values()},
+        "classes": entries,
+        "counts": {c.folder: counts[c.folder] for c in classes},
         "dropped": {reason: dict(per_class) for reason, per_class in report.dropped.items()},
         "skipped_images": [{"image": image, "reason": reason} for image, reason in sorted(report.images.items())],
         "skipped_boxes": sorted(report.boxes, key=lambda b: (b.get("file", ""), b.get("line", 0), b.get("image", ""), b.get("box", 0))),
         "crops": sorted(crops, key=lambda crop: crop["file"]),
         "versions": {"python": platform.python_version(), "pillow": PIL.__version__, "numpy": metadata.version("numpy")},
     }
+    if folded and folded.ambiguous:
+        manifest["left_out_subclasses"] = [{"name": folded.names.get(label, label), "label": label, "under": under}
+                                           for label, under in sorted(folded.ambiguous.items())]
     write_atomic(out / "manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
     return manifest
 
@@ -518,9 +664,13 @@ def write_manifest(out: Path, options: dict, classes: dict[str, Class], digests:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Crop Open Images boxes of some classes into a folder-per-class dataset.")
-    parser.add_argument("--classes", nargs="+", required=True, help="display names, e.g. Hamburger Sandwich (any case)")
-    parser.add_argument("--meta", required=True, type=Path, help="folder with the Open Images metadata CSVs")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (images/, images_cropped/, manifest.json)")
+    parser.add_argument("--classes", nargs="+", help="display names, e.g. Hamburger Sandwich (any case), or label ids (/m/...)")
+    parser.add_argument("--meta", required=True, type=Path, help="folder with the Open Images metadata CSVs (and the hierarchy JSON)")
+    parser.add_argument("--out", type=Path, help="output folder (images/, images_cropped/, manifest.json)")
+    parser.add_argument("--include-subclasses", action="store_true",
+                        help=f"gather each class's subclasses (Subcategory in {HIERARCHY_FILE}, recursively) into its folder")
+    parser.add_argument("--list-classes", nargs="?", const=ROOT_NAME, metavar="NAME",
+                        help="print the class tree below NAME (default: all of it) with box counts, and exit")
     parser.add_argument("--subset", nargs="+", help="keep only images of these Subset values (train, validation, test)")
     parser.add_argument("--drop-group-of", action="store_true", help="drop boxes around groups of objects (IsGroupOf=1)")
     parser.add_argument("--drop-depiction", action="store_true", help="drop drawings, toys, ... (IsDepiction=1)")
@@ -534,30 +684,55 @@ def parse_args(argv=None):
     parser.add_argument("--retry-failed", action="store_true", help="try again images that failed for good in earlier runs")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    if args.list_classes is None and not (args.classes and args.out):
+        parser.error("--classes and --out are needed (or --list-classes to see the classes)")
     if args.workers < 1 or args.retries < 0 or args.max_per_class < 0 or not 0.0 <= args.min_box_size < 1.0:
         parser.error("need --workers >= 1, --retries >= 0, --max-per-class >= 0 and 0 <= --min-box-size < 1")
     return args
 
 
+def list_classes(meta: Path, name: str, progress: bool) -> list[str]:
+    """--list-classes: the tree below the class `name` with the box counts of every annotation file."""
+    digests = {}
+    hierarchy = need_hierarchy(read_hierarchy(meta, digests), "--list-classes", meta)
+    names = {ROOT_LABEL: ROOT_NAME, **read_class_names(meta, digests)}
+    start = resolve_classes([name], names)[0]
+    if start.label not in hierarchy:
+        raise SystemExit(f"{start.name} ({start.label}) is not in {HIERARCHY_FILE}")
+    return class_tree(hierarchy, names, count_boxes(meta, digests, progress), start.label)
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     progress = not args.quiet
+    if args.list_classes is not None:
+        lines = list_classes(args.meta, args.list_classes, progress)
+        print("\n".join(lines))
+        return {"tree": lines}
     filters = BoxFilters(drop_group_of=args.drop_group_of, drop_depiction=args.drop_depiction, min_box_size=args.min_box_size)
     selection = Selection(subset=frozenset(args.subset or ()), max_per_class=args.max_per_class)
     settings = DownloadSettings(workers=args.workers, retries=args.retries, backoff=args.backoff, rate=args.rate,
                                 timeout=args.timeout, retry_failed=args.retry_failed)
     # The manifest records the command line as parsed, less the paths (so that equal inputs give
-    # equal bytes) and --quiet (it changes nothing built).
-    options = {k: v for k, v in vars(args).items() if k not in ("meta", "out", "quiet")}
+    # equal bytes) and what changes nothing built.
+    options = {k: v for k, v in vars(args).items() if k not in ("meta", "out", "quiet", "list_classes")}
 
     digests, report = {}, Report()
-    classes = {c.label: c for c in resolve_classes(args.classes, read_class_names(args.meta, digests))}
-    boxes = read_boxes(args.meta, classes, filters, digests, report, progress)
+    names = read_class_names(args.meta, digests)
+    classes = resolve_classes(args.classes, names)
+    folded = None
+    if args.include_subclasses:
+        hierarchy = need_hierarchy(read_hierarchy(args.meta, digests), "--include-subclasses", args.meta)
+        folded = fold_subclasses(classes, hierarchy, names)
+        for label, under in folded.ambiguous.items():
+            print(f"Left out {names.get(label, label)} ({label}): it is under both {' and '.join(under)}", file=sys.stderr)
+    targets = folded.targets if folded else {c.label: c for c in classes}
+    boxes = read_boxes(args.meta, targets, filters, digests, report, progress)
     images = read_images(args.meta, {box.image for box in boxes}, digests, report, progress)
-    chosen = select(boxes, images, classes, selection, report)
+    chosen = select(boxes, images, targets, selection, report)
     fetched = download_all(chosen, images, args.out, settings, report, progress)
-    crops = crop_all(chosen, images, args.out, classes, report, progress)
-    manifest = write_manifest(args.out, options, classes, digests, report, crops)
+    crops = crop_all(chosen, images, args.out, classes, targets, report, progress)
+    manifest = write_manifest(args.out, options, classes, folded, digests, report, crops)
     summary = {"counts": manifest["counts"], "crops": len(crops),
                "images": len(chosen), "fetched": fetched, "skipped_images": len(report.images),
                "skipped_boxes": len(report.boxes), "manifest": str(args.out / "manifest.json")}
