@@ -1,5 +1,5 @@
-"""Open Images for tests: a stand-in for Flickr on loopback, and metadata CSVs in the
-real layouts.
+"""Open Images for tests: a stand-in for Flickr on loopback (a second one stands in for the
+CVDF's mirror, which serves /{subset}/{ImageID}.jpg), and metadata CSVs in the real layouts.
 
 Each path of the server answers a planned sequence of responses, the last one
 repeating: image bytes (200), a status code, ("redirect", path) or "drop" (close the

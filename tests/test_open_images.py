@@ -29,7 +29,9 @@ from training.open_images import HIERARCHY_FILE
 HAMBURGER, SANDWICH, PIZZA = "/m/0cdn1", "/m/0l515", "/m/0663v"
 CLASSES = {HAMBURGER: "Hamburger", SANDWICH: "Sandwich", PIZZA: "Pizza", "/m/01b9xk": "Hot dog", "/m/06pcq": "Submarine sandwich"}
 RED, GREEN, BLUE, YELLOW = (230, 20, 20), (20, 200, 20), (20, 20, 230), (240, 230, 20)
-FAST = ["--workers", "4", "--rate", "1000", "--backoff", "0.01", "--quiet"]
+QUICK = ["--workers", "4", "--rate", "1000", "--backoff", "0.01", "--quiet"]
+# The images come from Flickr's OriginalURL, as World serves them: the mirror has its own tests.
+FAST = ["--source", "flickr", *QUICK]
 ROTATED_BOX = (8, 8, 40, 24)  # 32 x 16 px, four differently coloured quarters
 TRAIN_BOXES = "train-annotations-bbox.csv"
 
@@ -318,7 +320,7 @@ def test_class_names_match_case_insensitively_and_unknown_ones_list_close_matche
 
 def test_command_line_prints_a_summary_and_progress_on_stderr(world):
     command = [sys.executable, "-m", "training.open_images", "--classes", "Hamburger", "Sandwich", "--meta", str(world.meta),
-               "--out", str(world.root / "out"), "--rate", "1000", "--backoff", "0.01"]
+               "--out", str(world.root / "out"), "--source", "flickr", "--rate", "1000", "--backoff", "0.01"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["counts"] == {"hamburger": 4, "sandwich": 5}
@@ -485,3 +487,49 @@ def test_hierarchy_options_without_the_file_or_with_a_broken_one_say_what_is_wro
         (plain.meta / HIERARCHY_FILE).write_text(json.dumps(node("/m/0bl9f", [node(FOOD)])))
         with pytest.raises(SystemExit, match=r"Man \(/m/04yx4\) is not in bbox_labels_600_hierarchy\.json"):
             plain.build("--list-classes", "man")
+
+
+# --- where images come from --------------------------------------------------------------
+
+def test_the_mirror_serves_its_subsets_by_image_id_and_flickr_the_rest(tmp_path):
+    original = jpeg(size=(128, 96), rects=[((32, 24, 96, 72), BLUE)])  # Flickr's original
+    rescaled = jpeg(size=(64, 48), rects=[((16, 12, 48, 36), BLUE)])  # the mirror's copy: rescaled, other bytes
+    subsets = {"a_train": "train", "b_valid": "validation", "c_test": "test", "d_gone": "train", "e_other": "extra"}
+    with FakeFlickr() as flickr, FakeFlickr() as mirror:
+        rows = []
+        for image, subset in subsets.items():
+            rows.append(image_row(image, flickr.serve(f"/{image}.jpg", original), md5=md5_base64(original), subset=subset))
+            mirror.serve(f"/{subset}/{image}.jpg", rescaled)
+        mirror.serve("/test/c_test.jpg", 503, rescaled)
+        mirror.serve("/train/d_gone.jpg", 404)
+        meta = write_meta(tmp_path / "meta", CLASSES, {TRAIN_BOXES: [box_row(i, SANDWICH, (32, 24, 96, 72), size=(128, 96)) for i in subsets]},
+                          {"train-images-boxable-with-rotation.csv": rows})
+
+        def build(out, *options):
+            return open_images.main(["--classes", "Sandwich", "--meta", str(meta), "--out", str(tmp_path / out), *QUICK,
+                                     "--mirror-url", mirror.url + "/", *options])
+
+        build("out")  # the mirror is the default
+        assert dict(mirror.requests) == {"/train/a_train.jpg": 1, "/validation/b_valid.jpg": 1, "/test/c_test.jpg": 2,
+                                         "/train/d_gone.jpg": 1}
+        assert dict(flickr.requests) == {"/e_other.jpg": 1}  # no mirror for that subset
+        images = tmp_path / "out/images"
+        # OriginalMD5 describes Flickr's original, so the mirror's rescaled copy is kept unchecked.
+        assert (images / "a_train.jpg").read_bytes() == rescaled and (images / "e_other.jpg").read_bytes() == original
+        manifest = json.loads((tmp_path / "out/manifest.json").read_text())
+        assert manifest["skipped_images"] == [{"image": "d_gone", "reason": "not found (HTTP 404)"}]
+        assert manifest["options"]["source"] == "mirror"
+        crops = {c["file"]: c for c in manifest["crops"]}
+        assert crops["sandwich/a_train_0.jpg"]["xyxy"] == [16, 12, 48, 36] and crops["sandwich/e_other_0.jpg"]["xyxy"] == [32, 24, 96, 72]
+        crop = pixels((tmp_path / "out/images_cropped/sandwich/a_train_0.jpg").read_bytes())
+        assert crop.shape == (24, 32, 3) and np.abs(crop.mean(axis=(0, 1)) - BLUE).max() < 12
+
+        # Resumed from Flickr: what is on disk stays; the mirror's failure for good is one of the
+        # mirror's, so Flickr is tried for it.
+        flickr.reset_counts(), mirror.reset_counts()
+        assert build("out", "--source", "flickr")["counts"] == {"sandwich": 5}
+        assert dict(flickr.requests) == {"/d_gone.jpg": 1} and not mirror.requests
+
+        flickr.serve("/a_train.jpg", rescaled)  # on Flickr, bytes OriginalMD5 does not describe are refused
+        build("flickr", "--source", "flickr")
+        assert {"image": "a_train", "reason": "MD5 mismatch"} in json.loads((tmp_path / "flickr/manifest.json").read_text())["skipped_images"]

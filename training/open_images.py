@@ -6,6 +6,7 @@
 *-annotations-bbox.csv and *-images-*with-rotation.csv (train-images-boxable-with-rotation.csv,
 validation-images-with-rotation.csv, ...). They run over a gigabyte, so they are streamed
 row by row and hashed on the way. The images holding boxes of the classes are downloaded
+(from the CVDF's mirror where it serves the subset, else from Flickr's OriginalURL; --source)
 into <out>/images/<ImageID>.jpg and every box is cropped into
 <out>/images_cropped/<class folder>/<ImageID>_<k>.jpg, a folder per class as image
 classification loaders expect; <out>/manifest.json says what went in, what came out, and
@@ -387,8 +388,35 @@ def parse_rotation(text: str) -> int:
     return int(angle)
 
 
-def read_images(meta: Path, wanted: set[str], digests: dict, report: Report, progress: bool) -> dict[str, dict]:
-    """ImageID -> {subset, url, md5, rotation} for the wanted images (first list, by file name, wins)."""
+# The Common Visual Data Foundation's mirror of the images with boxes, addressed as the official
+# downloader (openimages/dataset, downloader.py) does: bucket open-images-dataset, key
+# {subset}/{ImageID}.jpg, for these subsets.
+MIRROR_URL = "https://open-images-dataset.s3.amazonaws.com"
+MIRROR_SUBSETS = frozenset({"train", "validation", "test", "challenge2018"})
+# What the image lists say of each photo's licence and author: it travels with the crops.
+LICENCE_COLUMNS = ("License", "AuthorProfileURL", "Author", "Title", "OriginalURL", "OriginalLandingURL")
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """--source and --mirror-url: where each image is fetched from."""
+    prefer: str  # "mirror" or "flickr"
+    mirror_url: str
+
+    def locate(self, image: str, subset: str, original_url: str, original_md5: str) -> dict:
+        """The URL to fetch, the MD5 to check ("" for none) and which source that is. The mirror's
+        files are rescaled (at most 1024 px on the longest side, aspect ratio kept, says the CVDF):
+        not the bytes OriginalMD5 describes, so the MD5 is checked on Flickr's originals only.
+        Boxes are relative to the image's sides, so they crop the rescaled files alike."""
+        if self.prefer == "mirror" and subset in MIRROR_SUBSETS:
+            return {"url": f"{self.mirror_url.rstrip('/')}/{subset}/{image}.jpg", "md5": "", "source": "mirror"}
+        return {"url": original_url, "md5": original_md5, "source": "flickr"}
+
+
+def read_images(meta: Path, wanted: set[str], source: ImageSource, digests: dict, report: Report,
+                progress: bool) -> dict[str, dict]:
+    """ImageID -> {subset, url, md5, source, rotation, licence} for the wanted images (first list,
+    by file name, wins)."""
     files = sorted(meta.glob("*-images-*with-rotation.csv"))
     if not files:
         raise SystemExit(f"No *-images-*with-rotation.csv (e.g. train-images-boxable-with-rotation.csv) in {meta}")
@@ -408,8 +436,10 @@ def read_images(meta: Path, wanted: set[str], digests: dict, report: Report, pro
             except ValueError:
                 report.skip_image(image, f"unsupported rotation {row[columns['Rotation']]!r}")
                 continue
-            images[image] = {"subset": row[columns["Subset"]].strip(), "url": row[columns["OriginalURL"]].strip(),
-                             "md5": row[columns["OriginalMD5"]].strip(), "rotation": rotation}
+            subset = row[columns["Subset"]].strip()
+            images[image] = {"subset": subset, "rotation": rotation,
+                             **source.locate(image, subset, row[columns["OriginalURL"]].strip(), row[columns["OriginalMD5"]].strip()),
+                             "licence": {name: row[columns[name]].strip() for name in LICENCE_COLUMNS if name in columns}}
     return images
 
 
@@ -671,6 +701,10 @@ def parse_args(argv=None):
                         help=f"gather each class's subclasses (Subcategory in {HIERARCHY_FILE}, recursively) into its folder")
     parser.add_argument("--list-classes", nargs="?", const=ROOT_NAME, metavar="NAME",
                         help="print the class tree below NAME (default: all of it) with box counts, and exit")
+    parser.add_argument("--source", choices=("mirror", "flickr"), default="mirror",
+                        help="mirror: the CVDF's mirror for the subsets it serves (train, validation, test), Flickr's "
+                             "OriginalURL for the rest; flickr: OriginalURL always")
+    parser.add_argument("--mirror-url", default=MIRROR_URL, help="the mirror's base URL; images are {base}/{subset}/{ImageID}.jpg")
     parser.add_argument("--subset", nargs="+", help="keep only images of these Subset values (train, validation, test)")
     parser.add_argument("--drop-group-of", action="store_true", help="drop boxes around groups of objects (IsGroupOf=1)")
     parser.add_argument("--drop-depiction", action="store_true", help="drop drawings, toys, ... (IsDepiction=1)")
@@ -686,6 +720,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.list_classes is None and not (args.classes and args.out):
         parser.error("--classes and --out are needed (or --list-classes to see the classes)")
+    if not args.mirror_url.startswith(("http://", "https://")):
+        parser.error(f"--mirror-url must be an http(s) URL, not {args.mirror_url!r}")
     if args.workers < 1 or args.retries < 0 or args.max_per_class < 0 or not 0.0 <= args.min_box_size < 1.0:
         parser.error("need --workers >= 1, --retries >= 0, --max-per-class >= 0 and 0 <= --min-box-size < 1")
     return args
@@ -728,7 +764,8 @@ def main(argv=None) -> dict:
             print(f"Left out {names.get(label, label)} ({label}): it is under both {' and '.join(under)}", file=sys.stderr)
     targets = folded.targets if folded else {c.label: c for c in classes}
     boxes = read_boxes(args.meta, targets, filters, digests, report, progress)
-    images = read_images(args.meta, {box.image for box in boxes}, digests, report, progress)
+    source = ImageSource(prefer=args.source, mirror_url=args.mirror_url)
+    images = read_images(args.meta, {box.image for box in boxes}, source, digests, report, progress)
     chosen = select(boxes, images, targets, selection, report)
     fetched = download_all(chosen, images, args.out, settings, report, progress)
     crops = crop_all(chosen, images, args.out, classes, targets, report, progress)
