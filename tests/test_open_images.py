@@ -219,10 +219,13 @@ def test_min_box_size_subset_and_per_class_cap(world):
 
     world.flickr.reset_counts()
     world.build("capped", "--max-per-class", "2")
-    # The first two boxes per class by (ImageID, k) among listed images; 20notfound and 40gone then fail.
-    assert set(world.crops("capped")) == {"hamburger/10normal_0.jpg", "sandwich/10normal_1.jpg"}
-    assert set(world.flickr.requests) == {"/10normal.jpg", "/20notfound.jpg", "/40gone.jpg", "/photo_unavailable.png"}
-    assert world.manifest("capped")["dropped"]["over --max-per-class"] == {"hamburger": 6, "sandwich": 4}
+    # The first two boxes per class by (ImageID, k) among images that download: 20notfound and
+    # 40gone fail, so 30flaky and 60goodmd5 are fetched in their place and each class has two.
+    assert set(world.crops("capped")) == {"hamburger/10normal_0.jpg", "hamburger/30flaky_0.jpg",
+                                          "sandwich/10normal_1.jpg", "sandwich/60goodmd5_0.jpg"}
+    assert set(world.flickr.requests) == {"/10normal.jpg", "/20notfound.jpg", "/40gone.jpg", "/photo_unavailable.png",
+                                          "/30flaky.jpg", "/60goodmd5.jpg"}
+    assert world.manifest("capped")["dropped"]["over --max-per-class"] == {"hamburger": 5, "sandwich": 3}
     world.build("capped_again", "--max-per-class", "2")
     assert world.crops("capped_again") == world.crops("capped")
 
@@ -533,3 +536,15 @@ def test_the_mirror_serves_its_subsets_by_image_id_and_flickr_the_rest(tmp_path)
         flickr.serve("/a_train.jpg", rescaled)  # on Flickr, bytes OriginalMD5 does not describe are refused
         build("flickr", "--source", "flickr")
         assert {"image": "a_train", "reason": "MD5 mismatch"} in json.loads((tmp_path / "flickr/manifest.json").read_text())["skipped_images"]
+
+
+def test_the_cap_is_met_from_the_images_that_download_whatever_order_they_finish_in(world):
+    summary = world.build("three", "--max-per-class", "3")
+    # hamburger: 20notfound (404) and 50badmd5 (MD5) fail, 80flags' second box is tiny; sandwich: 40gone is gone.
+    assert set(world.crops("three")) == {"hamburger/10normal_0.jpg", "hamburger/30flaky_0.jpg", "hamburger/70rotated_0.jpg",
+                                         "sandwich/10normal_1.jpg", "sandwich/60goodmd5_0.jpg", "sandwich/80flags_1.jpg"}
+    assert summary["counts"] == {"hamburger": 3, "sandwich": 3}
+    assert world.flickr.requests["/90broken.jpg"] == 0  # not needed: the classes were full before it
+    world.build("one_by_one", "--max-per-class", "3", "--workers", "1")
+    assert world.crops("one_by_one") == world.crops("three")
+    assert world.build("short", "--max-per-class", "10")["counts"] == {"hamburger": 4, "sandwich": 5}  # all there is

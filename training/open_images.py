@@ -450,31 +450,58 @@ class Selection:
     max_per_class: int
 
 
-def select(boxes: list[Box], images: dict[str, dict], targets: dict[str, Class], selection: Selection,
+def select(boxes: list[Box], images: dict[str, dict], targets: dict[str, Class], subset: frozenset[str],
            report: Report) -> dict[str, list[Box]]:
-    """ImageID -> boxes to crop. Images go by sorted ImageID and boxes by k, so --max-per-class
-    picks the same boxes every run. The cap is applied before downloading: images that then
-    fail leave their class below the cap."""
+    """ImageID -> the boxes to crop if the image downloads: listed, in --subset (empty: all), with
+    a URL to fetch. Boxes in k order."""
     by_image = defaultdict(list)
     for box in boxes:
         by_image[box.image].append(box)
-    taken, chosen = Counter(), {}
+    candidates = {}
     for image in sorted(by_image):
         info = images.get(image)
         for box in sorted(by_image[image], key=lambda b: b.k):
-            folder = targets[box.label].folder
             if info is None:
                 report.skip_image(image, "not in image list")
-            elif selection.subset and info["subset"] not in selection.subset:
-                report.dropped["not in --subset"][folder] += 1
+            elif subset and info["subset"] not in subset:
+                report.dropped["not in --subset"][targets[box.label].folder] += 1
             elif not info["url"]:
                 report.skip_image(image, "no OriginalURL")
-            elif selection.max_per_class and taken[folder] >= selection.max_per_class:
-                report.dropped["over --max-per-class"][folder] += 1
             else:
+                candidates.setdefault(image, []).append(box)
+    return candidates
+
+
+def pixel_box(box: Box, width: int, height: int) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom) of the box in the stored pixels, or None when it is under 2 px."""
+    left, right = round(box.xmin * width), round(box.xmax * width)
+    top, bottom = round(box.ymin * height), round(box.ymax * height)
+    if right - left < 2 or bottom - top < 2:
+        return None
+    return left, top, right, bottom
+
+
+def assign(candidates: dict[str, list[Box]], targets: dict[str, Class], cap: int, sizes: dict) -> tuple[dict, list[str]]:
+    """One walk in ImageID order. `sizes` has the stored size of each image tried so far (None:
+    it failed). Returns the croppable boxes of downloaded images, taken while their class has
+    fewer than `cap` (0: no cap), and the untried images a class still needs (counted as if they
+    will succeed until they are tried)."""
+    taken, chosen, wanted = Counter(), {}, []
+    for image in sorted(candidates):
+        boxes = candidates[image]
+        if image not in sizes:
+            if not cap or any(taken[targets[box.label].folder] < cap for box in boxes):
+                wanted.append(image)
+                taken.update(targets[box.label].folder for box in boxes)
+            continue
+        if sizes[image] is None:
+            continue
+        for box in boxes:
+            folder = targets[box.label].folder
+            if pixel_box(box, *sizes[image]) and (not cap or taken[folder] < cap):
                 taken[folder] += 1
                 chosen.setdefault(image, []).append(box)
-    return chosen
+    return chosen, wanted
 
 
 # --- downloading -----------------------------------------------------------------------
@@ -569,8 +596,8 @@ def download(image: str, info: dict, folder: Path, settings: DownloadSettings, l
         part.unlink(missing_ok=True)
 
 
-def download_all(chosen: dict, images: dict, out: Path, settings: DownloadSettings, report: Report, progress: bool) -> int:
-    """Download what is missing, concurrently; returns how many images were fetched."""
+def download_all(wanted: list[str], images: dict, out: Path, settings: DownloadSettings, report: Report, progress: bool) -> int:
+    """Download those of `wanted` that are missing, concurrently; returns how many images were fetched."""
     folder = out / "images"
     folder.mkdir(parents=True, exist_ok=True)
     for part in folder.glob("*.part"):
@@ -578,7 +605,7 @@ def download_all(chosen: dict, images: dict, out: Path, settings: DownloadSettin
     failures_file = out / "download_failures.json"
     failures = json.loads(failures_file.read_text()) if failures_file.is_file() else {}
     todo = []
-    for image in sorted(chosen):
+    for image in sorted(wanted):
         known = failures.get(image)
         if (folder / f"{image}.jpg").is_file():
             continue  # fetched and checked by an earlier run
@@ -606,6 +633,46 @@ def download_all(chosen: dict, images: dict, out: Path, settings: DownloadSettin
         pool.shutdown(cancel_futures=True)  # on Ctrl-C, start nothing new
         write_atomic(failures_file, json.dumps(failures, indent=1, sort_keys=True).encode())
     return fetched
+
+
+def stored_size(out: Path, image: str, report: Report) -> tuple[int, int] | None:
+    """The size of a downloaded image as stored (no EXIF orientation), or None when there is none."""
+    path = out / "images" / f"{image}.jpg"
+    if not path.is_file():
+        return None  # failed: reported while downloading
+    try:
+        with Image.open(path) as stored:
+            return stored.size
+    except Exception as error:  # Pillow raises many kinds; the class name keeps the reason path-free
+        report.skip_image(image, f"undecodable image ({type(error).__name__})")
+        return None
+
+
+def gather(candidates: dict[str, list[Box]], images: dict, targets: dict[str, Class], cap: int, out: Path,
+           settings: DownloadSettings, report: Report, progress: bool) -> tuple[dict[str, list[Box]], int]:
+    """Download in ImageID order until every class has `cap` croppable boxes (0: all of them);
+    returns (ImageID -> boxes to crop, images fetched). An image that fails makes room for the
+    next, so a class falls short only when its candidates run out; what is taken is the first
+    `cap` croppable boxes per class by (ImageID, k), however the downloads finish."""
+    sizes = {image: stored_size(out, image, report) for image in candidates if (out / "images" / f"{image}.jpg").is_file()}
+    fetched = 0
+    while True:
+        chosen, wanted = assign(candidates, targets, cap, sizes)
+        if not wanted:
+            break
+        fetched += download_all(wanted, images, out, settings, report, progress)
+        sizes.update({image: stored_size(out, image, report) for image in wanted})
+    for image in sorted(candidates):  # what was left out, and why
+        kept = chosen.get(image, [])
+        for box in candidates[image]:
+            folder = targets[box.label].folder
+            if image in sizes and sizes[image] is None:
+                continue  # the image failed: reported as a skipped image
+            if image in sizes and pixel_box(box, *sizes[image]) is None:
+                report.skip_box(box, folder, "tiny box")
+            elif box not in kept:
+                report.dropped["over --max-per-class"][folder] += 1
+    return chosen, fetched
 
 
 # --- cropping and the manifest -------------------------------------------------------
@@ -637,14 +704,9 @@ def crop_all(chosen: dict, images: dict, out: Path, classes: list[Class], target
         except Exception as error:
             report.skip_image(image, f"undecodable image ({type(error).__name__})")
             continue
-        width, height = pixels.size
-        for box in chosen[image]:
+        for box in chosen[image]:  # all croppable in this size: gather checked
             folder = targets[box.label].folder
-            left, right = round(box.xmin * width), round(box.xmax * width)
-            top, bottom = round(box.ymin * height), round(box.ymax * height)
-            if right - left < 2 or bottom - top < 2:
-                report.skip_box(box, folder, "tiny box")
-                continue
+            left, top, right, bottom = pixel_box(box, *pixels.size)
             crop = pixels.crop((left, top, right, bottom)).rotate(images[image]["rotation"], expand=True)  # counterclockwise
             buffer = io.BytesIO()
             crop.save(buffer, "JPEG", quality=JPEG_QUALITY)
@@ -709,7 +771,7 @@ def parse_args(argv=None):
     parser.add_argument("--drop-group-of", action="store_true", help="drop boxes around groups of objects (IsGroupOf=1)")
     parser.add_argument("--drop-depiction", action="store_true", help="drop drawings, toys, ... (IsDepiction=1)")
     parser.add_argument("--min-box-size", type=float, default=0.0, help="drop boxes narrower or lower than this share of the image")
-    parser.add_argument("--max-per-class", type=int, default=0, help="at most this many boxes per class (0: all)")
+    parser.add_argument("--max-per-class", type=int, default=0, help="this many boxes per class (0: all): the first by ImageID that download and crop")
     parser.add_argument("--workers", type=int, default=8, help="concurrent downloads")
     parser.add_argument("--retries", type=int, default=4, help="retries on connection errors, timeouts, 429 and 5xx")
     parser.add_argument("--backoff", type=float, default=0.5, help="seconds before the first retry; doubles each time")
@@ -766,8 +828,8 @@ def main(argv=None) -> dict:
     boxes = read_boxes(args.meta, targets, filters, digests, report, progress)
     source = ImageSource(prefer=args.source, mirror_url=args.mirror_url)
     images = read_images(args.meta, {box.image for box in boxes}, source, digests, report, progress)
-    chosen = select(boxes, images, targets, selection, report)
-    fetched = download_all(chosen, images, args.out, settings, report, progress)
+    candidates = select(boxes, images, targets, selection.subset, report)
+    chosen, fetched = gather(candidates, images, targets, selection.max_per_class, args.out, settings, report, progress)
     crops = crop_all(chosen, images, args.out, classes, targets, report, progress)
     manifest = write_manifest(args.out, options, classes, folded, digests, report, crops)
     summary = {"counts": manifest["counts"], "crops": len(crops),
