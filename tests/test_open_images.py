@@ -5,6 +5,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT
+from hub_server import FakeHub, hub_env
 from open_images_server import (
     FakeFlickr,
     box_row,
@@ -548,3 +550,52 @@ def test_the_cap_is_met_from_the_images_that_download_whatever_order_they_finish
     world.build("one_by_one", "--max-per-class", "3", "--workers", "1")
     assert world.crops("one_by_one") == world.crops("three")
     assert world.build("short", "--max-per-class", "10")["counts"] == {"hamburger": 4, "sandwich": 5}  # all there is
+
+
+# --- the dataset published like the model -------------------------------------------------
+
+DATASET = "team/hamburger-or-sandwich"
+
+
+def test_push_to_hub_publishes_the_crops_as_an_imagefolder_dataset_with_their_licences(world):
+    def push(out, *options):
+        command = [sys.executable, "-m", "training.open_images", "--meta", str(world.meta), "--out", str(world.root / out),
+                   *FAST, "--push-to-hub", DATASET, *options]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **hub_env(hub.url, world.root / "hf")})
+        assert done.returncode == 0, done.stderr[-3000:]
+        commit = hub.datasets[DATASET]["refs"]["main"]
+        assert f"Pushed to datasets/{DATASET} at commit {commit}" in done.stdout
+        assert f"--data hf://datasets/{DATASET}@{commit} " in done.stdout
+        return commit, hub.datasets[DATASET]["commits"][commit]
+
+    with FakeHub() as hub:
+        first, files = push("out", "--classes", "Hamburger", "Sandwich", "--drop-group-of", "--drop-depiction", "--private")
+        assert hub.datasets[DATASET]["private"] is True and DATASET not in hub.repos  # a dataset repo, not a model one
+        crops = world.crops("out")
+        assert {name: data for name, data in files.items() if name.endswith(".jpg")} == crops
+        assert set(files) == set(crops) | {"metadata.jsonl", "manifest.json", "README.md"}
+        assert files["manifest.json"] == (world.root / "out/manifest.json").read_bytes()
+
+        rows = [json.loads(line) for line in files["metadata.jsonl"].decode().splitlines()]
+        assert [row["file_name"] for row in rows] == sorted(crops)
+        assert rows[[row["file_name"] for row in rows].index("sandwich/60goodmd5_0.jpg")] == {
+            "file_name": "sandwich/60goodmd5_0.jpg", "ImageID": "60goodmd5", "rotation": 0,
+            "box": {"XMin": 0.25, "XMax": 0.75, "YMin": 8 / 48, "YMax": 40 / 48},
+            "class": "Sandwich", "source_class": "Sandwich", "source_label": SANDWICH, "Subset": "train", "downloaded_from": "flickr",
+            "License": "https://creativecommons.org/licenses/by/2.0/", "Author": "Some One",
+            "AuthorProfileURL": "https://www.flickr.com/people/someone/", "Title": "Photo 60goodmd5, with a comma",
+            "OriginalURL": f"{world.flickr.url}/60goodmd5.jpg", "OriginalLandingURL": "https://www.flickr.com/photos/someone/60goodmd5"}
+
+        front = hub.validated_cards[-1]  # the card's front matter, as the Hub validated it
+        assert front["license"] == ["cc-by-4.0", "cc-by-2.0"] and front["source_datasets"] == ["open-images"]
+        assert front["task_categories"] == ["image-classification"] and front["size_categories"] == ["n<1K"]
+        card = files["README.md"].decode()
+        assert "**Annotations** (boxes and labels): by Google LLC, under CC BY 4.0." in card
+        assert "| https://creativecommons.org/licenses/by/2.0/ | 7 |" in card and "| Hamburger | `/m/0cdn1` | `hamburger/` | 3 | — |" in card
+
+        # Another build pushed to the same repo: its commit holds that build only; the first stays pinned.
+        second, files = push("sandwiches", "--classes", "Sandwich")
+        assert second != first and not any(name.startswith("hamburger/") for name in files)
+        assert "hamburger/10normal_0.jpg" in hub.datasets[DATASET]["commits"][first]
+        assert hub.unknown == []

@@ -22,6 +22,10 @@ Classes form a hierarchy (bbox_labels_600_hierarchy.json, when it is in --meta):
 Submarine sandwich are kinds of Sandwich, which is a kind of Food. Class names match exactly
 unless --include-subclasses gathers each class's subclasses into its folder; --list-classes
 prints the tree with box counts.
+
+--push-to-hub REPO publishes the build as a Hub dataset repo (the imagefolder layout, a
+metadata.jsonl with each crop's source and licence, the manifest and a dataset card) and prints
+the commit, which a recipe pins: --data hf://datasets/REPO@COMMIT.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import io
 import json
 import os
 import platform
+import re
 import sys
 import threading
 import time
@@ -50,6 +55,8 @@ from pathlib import Path
 import PIL
 from PIL import Image
 from tqdm import tqdm
+
+from training.datasets.hub import PREFIX as HUB_DATASETS, push_dataset
 
 # SHA-256 of images served in place of a removed photo without a telling redirect.
 PLACEHOLDER_SHA256: frozenset[str] = frozenset()
@@ -712,6 +719,7 @@ def crop_all(chosen: dict, images: dict, out: Path, classes: list[Class], target
             crop.save(buffer, "JPEG", quality=JPEG_QUALITY)
             write_atomic(root / folder / f"{box.name}.jpg", buffer.getvalue())
             crops.append({"file": f"{folder}/{box.name}.jpg", "image": image, "box": box.k, "label": box.label,
+                          "bbox": {"XMin": box.xmin, "XMax": box.xmax, "YMin": box.ymin, "YMax": box.ymax},
                           "xyxy": [left, top, right, bottom], "rotation": images[image]["rotation"],
                           "sha256": hashlib.sha256(buffer.getvalue()).hexdigest()})
     # The folders then hold exactly this build: no crops from earlier options, no leftovers.
@@ -752,6 +760,119 @@ def write_manifest(out: Path, options: dict, classes: list[Class], folded: Folde
     return manifest
 
 
+# --- publishing -------------------------------------------------------------------------
+
+HOMEPAGE = "https://storage.googleapis.com/openimages/web/index.html"
+
+
+def hub_licence(url: str) -> str:
+    """A licence URL from the image lists as the Hub's licence id: .../licenses/by/2.0/ -> cc-by-2.0."""
+    match = re.search(r"creativecommons\.org/licenses/([a-z-]+)/(\d\.\d)", url)
+    return f"cc-{match.group(1)}-{match.group(2)}" if match else "other"
+
+
+def crop_metadata(manifest: dict, images: dict, names: dict[str, str]) -> list[dict]:
+    """metadata.jsonl's lines, one per crop: where it comes from and under which licence."""
+    classes = {c["folder"]: c["name"] for c in manifest["classes"]}
+    rows = []
+    for crop in manifest["crops"]:
+        info = images[crop["image"]]
+        rows.append({"file_name": crop["file"], "ImageID": crop["image"], "box": crop["bbox"], "rotation": crop["rotation"],
+                     "class": classes[crop["file"].split("/")[0]], "source_class": names.get(crop["label"], crop["label"]),
+                     "source_label": crop["label"], "Subset": info["subset"], "downloaded_from": info["source"],
+                     **info["licence"]})
+    return rows
+
+
+def dataset_card(repo: str, manifest: dict, rows: list[dict]) -> str:
+    """The dataset card: front matter from huggingface_hub's DatasetCardData naming the licences
+    and the source, then what is in it, under which terms, and how it was built."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    image_licences = Counter(row.get("License", "") for row in rows)
+    licences = ["cc-by-4.0", *sorted({hub_licence(url) for url in image_licences} - {"cc-by-4.0"})]
+    names = [c["name"] for c in manifest["classes"]]
+    data = DatasetCardData(
+        pretty_name=f"{' or '.join(names)} (Open Images crops)",
+        license=licences,
+        **({"license_name": "per-image", "license_link": "metadata.jsonl"} if "other" in licences else {}),
+        task_categories=["image-classification"],
+        size_categories=[next(label for limit, label in ((1e3, "n<1K"), (1e4, "1K<n<10K"), (1e5, "10K<n<100K"),
+                                                         (1e6, "100K<n<1M"), (float("inf"), "n>1M")) if len(rows) < limit)],
+        source_datasets=["open-images"],
+        tags=["open-images", "imagefolder"],
+    )
+    classes = "\n".join(f"| {c['name']} | `{c['label']}` | `{c['folder']}/` | {manifest['counts'][c['folder']]} | "
+                        + (", ".join(s["name"] for s in c.get("subclasses", [])) or "—") + " |" for c in manifest["classes"])
+    terms = "\n".join(f"| {url or '(none given)'} | {count} |" for url, count in sorted(image_licences.items()))
+    sources = "\n".join(f"| `{name}` | `{entry['sha256']}` |" for name, entry in sorted(manifest["sources"].items()))
+    origins = Counter(row["downloaded_from"] for row in rows)
+    text = f"""---
+{data.to_yaml()}
+---
+
+# {data.pretty_name}
+
+Boxes of {", ".join(names)} cropped out of [Open Images]({HOMEPAGE}), a folder per class
+(the `imagefolder` layout: `<class>/<ImageID>_<k>.jpg`), built by `python -m training.open_images`.
+`metadata.jsonl` has a line per crop: its image, its box (relative to the image's sides) and
+rotation, its class and the Open Images class of the box itself, and the photo's licence and author.
+
+| class | label | folder | crops | subclasses folded in |
+|---|---|---|---|---|
+{classes}
+
+## Licence
+
+- **Annotations** (boxes and labels): by Google LLC, under CC BY 4.0.
+- **Images**: each crop is part of a photo under its own licence, recorded per crop in
+  `metadata.jsonl` (`License`, `Author`, `AuthorProfileURL`, `Title`, `OriginalURL`,
+  `OriginalLandingURL`). Open Images lists its images as CC BY 2.0 and says: "we make no
+  representations or warranties regarding the license status of each image and you should verify
+  the license for each image yourself". Attribute the authors when you share crops.
+
+| licence, as the image list gives it | crops |
+|---|---|
+{terms}
+
+## Source and build
+
+Open Images metadata files, with their SHA-256 (`manifest.json` has these, the build options,
+every skipped image and box with its reason, and every crop's SHA-256):
+
+| file | SHA-256 |
+|---|---|
+{sources}
+
+Images downloaded from {", ".join(f"{where} ({count})" for where, count in sorted(origins.items())) or "nowhere"}:
+`mirror` is the Common Visual Data Foundation's copy (rescaled to at most 1024 px on the longest
+side), `flickr` the photo's OriginalURL.
+
+## Use
+
+Pin a commit, so a model names its data exactly:
+
+```
+python -m training.sandwich --data hf://datasets/{repo}@COMMIT --out models/sandwich
+```
+"""
+    return str(DatasetCard(text))
+
+
+def publish(out: Path, repo: str, private: bool, manifest: dict, images: dict, names: dict[str, str]) -> str:
+    """--push-to-hub: the crops, metadata.jsonl, manifest.json and the card as a Hub dataset repo."""
+    rows = crop_metadata(manifest, images, names)
+    files: dict = {crop["file"]: out / "images_cropped" / crop["file"] for crop in manifest["crops"]}
+    files["metadata.jsonl"] = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows).encode()
+    files["manifest.json"] = (out / "manifest.json").read_bytes()
+    files["README.md"] = dataset_card(repo, manifest, rows).encode()
+    counts = ", ".join(f"{count} {folder}" for folder, count in manifest["counts"].items())
+    commit = push_dataset(repo, files, private, f"Open Images crops: {counts}")
+    print(f"Pushed to datasets/{repo} at commit {commit}. Train on it, pinned:")
+    print(f"  python -m training.sandwich --data {HUB_DATASETS}{repo}@{commit} --out models/sandwich")
+    return commit
+
+
 # --- the command -----------------------------------------------------------------------
 
 def parse_args(argv=None):
@@ -779,7 +900,11 @@ def parse_args(argv=None):
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     parser.add_argument("--retry-failed", action="store_true", help="try again images that failed for good in earlier runs")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--push-to-hub", metavar="REPO", help="upload the crops as this Hub dataset repo (imagefolder layout)")
+    parser.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo private")
     args = parser.parse_args(argv)
+    if args.private and not args.push_to_hub:
+        parser.error("--private goes with --push-to-hub REPO")
     if args.list_classes is None and not (args.classes and args.out):
         parser.error("--classes and --out are needed (or --list-classes to see the classes)")
     if not args.mirror_url.startswith(("http://", "https://")):
@@ -813,7 +938,7 @@ def main(argv=None) -> dict:
                                 timeout=args.timeout, retry_failed=args.retry_failed)
     # The manifest records the command line as parsed, less the paths (so that equal inputs give
     # equal bytes) and what changes nothing built.
-    options = {k: v for k, v in vars(args).items() if k not in ("meta", "out", "quiet", "list_classes")}
+    options = {k: v for k, v in vars(args).items() if k not in ("meta", "out", "quiet", "list_classes", "push_to_hub", "private")}
 
     digests, report = {}, Report()
     names = read_class_names(args.meta, digests)
@@ -835,6 +960,9 @@ def main(argv=None) -> dict:
     summary = {"counts": manifest["counts"], "crops": len(crops),
                "images": len(chosen), "fetched": fetched, "skipped_images": len(report.images),
                "skipped_boxes": len(report.boxes), "manifest": str(args.out / "manifest.json")}
+    if args.push_to_hub:
+        summary["hub"] = {"repo": args.push_to_hub,
+                          "commit": publish(args.out, args.push_to_hub, args.private, manifest, images, names)}
     if not args.quiet:
         print(json.dumps(summary, indent=1))
     return summary
