@@ -168,8 +168,8 @@ class FakeHub(LoopbackServer):
                     return self._send(200, entries)
                 match = re.fullmatch(r"/(datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
                 if self.command in ("GET", "HEAD") and match:
-                    kind, repo_id, revision, filename = match.groups()
-                    sha, tree = hub._tree(kind or "models", repo_id, revision)
+                    prefix, repo_id, revision, filename = match.groups()
+                    sha, tree = hub._tree("datasets" if prefix else "models", repo_id, revision)
                     if tree is None:
                         return self._send(404, {"error": "Revision not found"}, {"X-Error-Code": "RevisionNotFound"})
                     if filename not in tree:
