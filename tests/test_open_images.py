@@ -448,30 +448,30 @@ def test_parts_are_not_subclasses(food):
 
 def test_list_classes_prints_the_tree_below_a_class_with_box_counts(food, capsys):
     assert food.build("--list-classes", "food")["tree"] == [
-        "Food (/m/02wbm): 0 boxes, 9 with subclasses",
-        "  Fast food (/m/01_bhs): 0 boxes, 2 with subclasses",
+        "Food (/m/02wbm): 0 boxes, 9 boxes with subclasses",
+        "  Fast food (/m/01_bhs): 0 boxes, 2 boxes with subclasses",
         "    Hot dog (/m/01b9xk): 2 boxes",
         "    French fries (/m/02y6n): 0 boxes",
-        "  Dessert (/m/0270h): 0 boxes, 3 with subclasses",
-        "    Muffin (/m/01tcjp): 1 boxes",
-        "    Cookie (/m/021mn): 1 boxes",
-        "    Cake (/m/0fszt): 1 boxes",
-        "  Baked goods (/m/052lwg6): 0 boxes, 3 with subclasses",
-        "    Muffin (/m/01tcjp): 1 boxes",
-        "    Cookie (/m/021mn): 1 boxes",
-        "    Bread (/m/09728): 1 boxes",
+        "  Dessert (/m/0270h): 0 boxes, 3 boxes with subclasses",
+        "    Muffin (/m/01tcjp): 1 box",
+        "    Cookie (/m/021mn): 1 box",
+        "    Cake (/m/0fszt): 1 box",
+        "  Baked goods (/m/052lwg6): 0 boxes, 3 boxes with subclasses",
+        "    Muffin (/m/01tcjp): 1 box",
+        "    Cookie (/m/021mn): 1 box",
+        "    Bread (/m/09728): 1 box",
         "  Pizza (/m/0663v): 0 boxes",
-        "  Sandwich (/m/0l515): 1 boxes, 3 with subclasses",
-        "    Hamburger (/m/0cdn1): 1 boxes",
-        "    Submarine sandwich (/m/06pcq): 1 boxes"]
-    assert "    Submarine sandwich (/m/06pcq): 1 boxes" in capsys.readouterr().out
+        "  Sandwich (/m/0l515): 1 box, 3 boxes with subclasses",
+        "    Hamburger (/m/0cdn1): 1 box",
+        "    Submarine sandwich (/m/06pcq): 1 box"]
+    assert "    Submarine sandwich (/m/06pcq): 1 box" in capsys.readouterr().out
     assert food.build("--list-classes", "Person")["tree"] == [
-        "Person (/m/01g317): 1 boxes, 2 with subclasses",
-        "  Man (/m/04yx4): 1 boxes",
+        "Person (/m/01g317): 1 box, 2 boxes with subclasses",
+        "  Man (/m/04yx4): 1 box",
         "  [part] Human body (/m/02p0tk3): 0 boxes",
-        "    [part] Human face (/m/0dzct): 1 boxes"]
+        "    [part] Human face (/m/0dzct): 1 box"]
     whole = open_images.main(["--meta", str(food.meta), "--list-classes", "--quiet"])["tree"]
-    assert whole[0] == "Entity (/m/0bl9f): 0 boxes, 11 with subclasses" and len(whole) == 21
+    assert whole[0] == "Entity (/m/0bl9f): 0 boxes, 11 boxes with subclasses" and len(whole) == 21
     assert not (food.root / "out").exists()  # listing builds nothing
 
 

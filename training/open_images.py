@@ -297,6 +297,10 @@ def count_boxes(meta: Path, digests: dict, progress: bool) -> Counter:
     return counts
 
 
+def boxes(count: int) -> str:
+    return f"{count:,} box" + ("" if count == 1 else "es")
+
+
 def class_tree(hierarchy: Hierarchy, names: dict[str, str], counts: Counter, start: str) -> list[str]:
     """The tree below `start` as indented lines with box counts; parts marked [part] (they are not
     kinds of their parent, so --include-subclasses leaves them out). A label under several parents
@@ -305,9 +309,9 @@ def class_tree(hierarchy: Hierarchy, names: dict[str, str], counts: Counter, sta
 
     def visit(label, depth, part, path):
         below = hierarchy.below(label)
-        line = f"{'  ' * depth}{'[part] ' if part else ''}{names.get(label, label)} ({label}): {counts[label]:,} boxes"
+        line = f"{'  ' * depth}{'[part] ' if part else ''}{names.get(label, label)} ({label}): {boxes(counts[label])}"
         if len(below) > 1:
-            line += f", {sum(counts[other] for other in below):,} with subclasses"
+            line += f", {boxes(sum(counts[other] for other in below))} with subclasses"
         lines.append(line)
         if label in path:
             return  # a label under itself: shown once, not forever
