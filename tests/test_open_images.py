@@ -376,15 +376,17 @@ HIERARCHY = node("/m/0bl9f", [
     node(PERSON, [node(MAN)], parts=[node(BODY, parts=[node(FACE)])])])
 
 
-class FoodWorld:
-    """Photos with one box per listed label, served on loopback, and the hierarchy beside the CSVs."""
+FOOD_PHOTOS = {"h1": [HAMBURGER, SUB], "h2": [SANDWICH, FACE, MAN], "h3": [COOKIE, CAKE, BREAD, MUFFIN], "h4": [HOT_DOG, PERSON]}
 
-    PHOTOS = {"h1": [HAMBURGER, SUB], "h2": [SANDWICH, FACE, MAN], "h3": [COOKIE, CAKE, BREAD, MUFFIN], "h4": [HOT_DOG, PERSON]}
+
+class FoodWorld:
+    """FOOD_PHOTOS (a box per listed label, and a second Hot dog in h4) served on loopback, and
+    the hierarchy beside the CSVs."""
 
     def __init__(self, root, flickr, hierarchy=True):
         self.root = root
         boxes, images = [], []
-        for image, labels in self.PHOTOS.items():
+        for image, labels in FOOD_PHOTOS.items():
             url = flickr.serve(f"/{image}.jpg", jpeg(size=(64, 48), rects=[((8 * k, 0, 8 * k + 8, 8), RED) for k in range(len(labels))]))
             boxes += [box_row(image, label, (8 * k, 0, 8 * k + 8, 8)) for k, label in enumerate(labels)]
             images.append(image_row(image, url))

@@ -56,7 +56,8 @@ import PIL
 from PIL import Image
 from tqdm import tqdm
 
-from training.datasets.hub import PREFIX as HUB_DATASETS, push_dataset
+from training.datasets.hub import PREFIX as HUB_DATASETS
+from training.datasets.hub import push_dataset
 
 # SHA-256 of images served in place of a removed photo without a telling redirect.
 PLACEHOLDER_SHA256: frozenset[str] = frozenset()
@@ -447,9 +448,8 @@ def read_images(meta: Path, wanted: set[str], source: ImageSource, digests: dict
             except ValueError:
                 report.skip_image(image, f"unsupported rotation {row[columns['Rotation']]!r}")
                 continue
-            subset = row[columns["Subset"]].strip()
-            images[image] = {"subset": subset, "rotation": rotation,
-                             **source.locate(image, subset, row[columns["OriginalURL"]].strip(), row[columns["OriginalMD5"]].strip()),
+            subset, url, md5 = (row[columns[name]].strip() for name in ("Subset", "OriginalURL", "OriginalMD5"))
+            images[image] = {"subset": subset, "rotation": rotation, **source.locate(image, subset, url, md5),
                              "licence": {name: row[columns[name]].strip() for name in LICENCE_COLUMNS if name in columns}}
     return images
 
@@ -896,7 +896,8 @@ def parse_args(argv=None):
     parser.add_argument("--drop-group-of", action="store_true", help="drop boxes around groups of objects (IsGroupOf=1)")
     parser.add_argument("--drop-depiction", action="store_true", help="drop drawings, toys, ... (IsDepiction=1)")
     parser.add_argument("--min-box-size", type=float, default=0.0, help="drop boxes narrower or lower than this share of the image")
-    parser.add_argument("--max-per-class", type=int, default=0, help="this many boxes per class (0: all): the first by ImageID that download and crop")
+    parser.add_argument("--max-per-class", type=int, default=0,
+                        help="this many boxes per class (0: all): the first by ImageID that download and crop")
     parser.add_argument("--workers", type=int, default=8, help="concurrent downloads")
     parser.add_argument("--retries", type=int, default=4, help="retries on connection errors, timeouts, 429 and 5xx")
     parser.add_argument("--backoff", type=float, default=0.5, help="seconds before the first retry; doubles each time")

@@ -5,12 +5,13 @@
     python -m training.sandwich --data hf://datasets/OWNER/NAME@COMMIT --out models/sandwich
 
 --data is any folder of class folders, as training.open_images writes `images_cropped/<class>/*.jpg`
-(any number of classes), or such a dataset on the Hub (`--push-to-hub` of the builder) pinned by
-commit: task.json then names its repo and commit. The recipe follows the course: a small CNN (three convolution blocks,
-one dense layer, dropout) with augmentation, trained with EarlyStopping (patience 4) — or a
-transfer-learning backbone with `--backbone efficientnetb0 --weights imagenet`. The split is
-stratified 80/10/10. When the builder's manifest.json sits beside images_cropped/, its hash and
-sources go into the bundle, so {data, code, environment} rebuild it.
+(any number of classes), or such a dataset on the Hub (the builder's `--push-to-hub`) pinned by
+commit: task.json then names its repo and commit. The recipe follows the course: a small CNN
+(three convolution blocks, one dense layer, dropout) with augmentation, trained with
+EarlyStopping (patience 4) — or a transfer-learning backbone with `--backbone efficientnetb0
+--weights imagenet`. The split is stratified 80/10/10. When the builder's manifest.json sits
+beside images_cropped/ (or in the Hub dataset), its hash and sources go into the bundle, so
+{data, code, environment} rebuild it.
 """
 
 from __future__ import annotations
