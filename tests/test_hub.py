@@ -10,15 +10,10 @@ import yaml
 from gradio_client import Client, handle_file
 
 from conftest import ROOT, free_port, page_text, running_app
-from hub_server import FakeHub
+from hub_server import FakeHub, hub_env
 from training.synthetic.dogs import make_stanford_dogs
 
 REPO = "team/dog-breed"
-
-
-def hub_env(hub_url, hf_home, **extra):
-    return {"HF_ENDPOINT": hub_url, "HF_TOKEN": "hf_loopback_token", "HF_HOME": str(hf_home),
-            "HF_HUB_DISABLE_TELEMETRY": "1", **extra}
 
 
 def bundle_files(bundle):

@@ -97,7 +97,7 @@ def model_card(title: str, summary: str, metadata: dict, tags: list[str], datase
 ## Training data
 
 {dataset['name']} — {dataset.get('images', '?')} images, split: {dataset.get('split', '?')}.
-Content hash (SHA-256 of paths and bytes): `{dataset.get('sha256', '?')}`.
+Content hash (SHA-256 of paths and bytes): `{dataset.get('sha256', '?')}`.{hub_source(dataset)}
 
 ## Inputs
 
@@ -115,6 +115,13 @@ Code revision `{prov['code_revision']}`; packages: {', '.join(f'{k} {v}' for k, 
 {body}
 """
     return str(ModelCard(text))
+
+
+def hub_source(dataset: dict) -> str:
+    """The card's line naming a dataset that came from the Hub, pinned; "" for a local one."""
+    if "repo" not in dataset:
+        return ""
+    return f"\nFrom the Hub: [`{dataset['repo']}`](https://huggingface.co/datasets/{dataset['repo']}) at commit `{dataset['commit']}`."
 
 
 def metric_type(name: str) -> str:
