@@ -99,7 +99,7 @@ def crops(published):
 def sandwich_bundle(published, hub, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundles") / "sandwich"
     run("training.sandwich", "--data", f"hf://datasets/{DATASET}@{published.commit}", "--out", str(out),
-        "--image-size", "64", "--epochs", "30", "--patience", "6", env=hub_env(hub.url, tmp_path_factory.mktemp("hf")))
+        "--image-size", "64", "--epochs", "30", "--patience", "6", "--with-examples", env=hub_env(hub.url, tmp_path_factory.mktemp("hf")))
     return out
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +43,8 @@ def build(task, out: Path) -> float:
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"Building the {task.TITLE} demo model (about {SECONDS.get(task.NAME, 30)} s; log: {log}) ...", flush=True)
     recipe = importlib.import_module(f"training.{task.NAME}")
+    # Demo data is made afresh in a temporary folder: an earlier, interrupted build cannot be resumed.
+    shutil.rmtree(out.with_name(f"{out.name}.work"), ignore_errors=True)
     with open(log, "w") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle), \
             tempfile.TemporaryDirectory(prefix=f"demo-{task.NAME}-") as workdir:
         recipe.build_demo(out, Path(workdir))

@@ -10,7 +10,7 @@ from training.backbones import BACKBONES
 
 # Options that do not change what a run computes: a run interrupted with one value of these
 # resumes with another.
-NOT_SETTINGS = ("push_to_hub", "cache", "restart", "demo")
+NOT_SETTINGS = ("push_to_hub", "private", "with_examples", "cache", "restart", "demo")
 
 
 def common_parser(description: str, default_size: int, default_backbone: str,
@@ -44,6 +44,10 @@ def common_parser(description: str, default_size: int, default_backbone: str,
     parser.add_argument("--restart", action="store_true",
                         help="discard an interrupted run of this bundle instead of resuming it")
     parser.add_argument("--push-to-hub", metavar="REPO", help="upload the bundle to this Hub model repo")
+    parser.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo private")
+    parser.add_argument("--with-examples", action="store_true",
+                        help="copy a few held-out dataset images into the bundle as the tab's examples (they are "
+                             "the dataset's images, under its terms: mind them before publishing)")
     parser.add_argument("--demo", action="store_true", help=argparse.SUPPRESS)  # set by training.demo: synthetic data
     return parser
 

@@ -55,8 +55,9 @@ def build_demo(out: Path, workdir: Path):
     """The demo bundle: this recipe on synthetic crops (round stacked burgers, triangular sandwiches)."""
     from training.synthetic.food import make_food_crops
 
-    data = make_food_crops(workdir / "images_cropped", per_class=80, size=96)
-    main(["--data", str(data), "--out", str(out), "--image-size", "64", "--epochs", "15", "--patience", "6", "--demo"])
+    data = make_food_crops(workdir / "images_cropped", per_class=60, size=96)
+    main(["--data", str(data), "--out", str(out), "--image-size", "64", "--epochs", "10", "--patience", "10",
+          "--with-examples", "--demo"])
 
 
 if __name__ == "__main__":

@@ -51,15 +51,7 @@ def resolve_data(text: str) -> tuple[Path, dict]:
 
 
 def push_dataset(repo: str, files: dict[str, Path | bytes], private: bool, message: str) -> str:
-    """Create the dataset repo if needed and commit exactly `files` (path in repo -> a file or its
-    bytes): files of an earlier push that this one lacks are deleted in the same commit, so the
-    commit is this dataset and nothing else. Returns the commit id to pin."""
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    """Commit exactly `files` to the dataset repo `repo` (publishing.push); returns the commit id."""
+    from training.publishing import push
 
-    api = HfApi()
-    api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
-    stale = set(api.list_repo_files(repo, repo_type="dataset")) - set(files) - {".gitattributes"}
-    operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(data) if isinstance(data, Path) else data)
-                  for path, data in sorted(files.items())]
-    operations += [CommitOperationDelete(path_in_repo=path) for path in sorted(stale)]
-    return api.create_commit(repo, operations, commit_message=message, repo_type="dataset").oid
+    return push(repo, "dataset", files, private, message)
