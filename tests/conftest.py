@@ -224,3 +224,36 @@ def caries_bundle(caries_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundles") / "caries"
     caries.main(["--data", str(caries_data), "--out", str(out), *QUICK_CARIES, "--with-examples"])
     return out
+
+
+def write_flags(folder: Path, task: str, good, held_out=(), bad_labels=()) -> Path:
+    """A flagged folder exactly as the app's Flag button writes it (a Hugging Face imagefolder:
+    images/<id>.<ext> and metadata.jsonl): `good` and `held_out` are (image to copy, correction);
+    `bad_labels` corrections name labels the dataset lacks. Then one line of each other problem:
+    another task's flag, a null correction, a malformed JSON line, an image that is not there.
+    Returns metadata.jsonl."""
+    import json
+
+    (folder / "images").mkdir(parents=True)
+    lines = []
+
+    def flag(file_name, correction, flagged_task=task):
+        lines.append(json.dumps({"file_name": file_name, "task": flagged_task, "answer": {"label": "wrong"},
+                                 "correction": correction, "comment": "", "origin": "upload",
+                                 "time": "2025-01-01T12:00:00+00:00"}))
+
+    for number, (image, correction) in enumerate([*good, *held_out, *((good[0][0], c) for c in bad_labels)]):
+        shutil.copy(image, folder / "images" / f"flag{number}{Path(image).suffix}")
+        flag(f"images/flag{number}{Path(image).suffix}", correction)
+    flag("images/flag0" + Path(good[0][0]).suffix, good[0][1], flagged_task="another_task")
+    flag("images/flag0" + Path(good[0][0]).suffix, None)
+    lines.append('{"file_name": "images/flag0.jpg", "task": ')
+    flag("images/not_there.jpg", good[0][1])
+    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    return folder / "metadata.jsonl"
+
+
+# A tiny run of a recipe with a from-scratch backbone (add --backbone): it fits in seconds.
+TINY_TRAINING = ["--image-size", "32", "--epochs", "6", "--patience", "6", "--fine-tune-epochs", "0",
+                 "--batch-size", "16", "--learning-rate", "0.003"]
+

@@ -4,6 +4,7 @@ A task's recipe (dog_breed.py, sandwich.py) reads its dataset as distributed int
 class names; `train` does the rest, in the keras-io order:
 
 1. data: one pass over the files (content hash, unreadable files), then streaming batches;
+   corrections flagged in the app (--extra-data) join the training split, never the held-out ones;
 2. model: backbone features (preprocessing inside), an optional dense layer, softmax;
 3. training: the two-phase transfer-learning schedule, resumable, on every device there is;
 4. evaluation on the held-out test split;
@@ -19,6 +20,7 @@ import numpy as np
 
 from training import evaluation, fitting, inputs, options, publishing
 from training.backbones import backbone_features, is_pretrained
+from training.datasets.flagged import read_flagged
 from training.datasets.report import report_problems
 from training.inputs import Sample
 
@@ -70,20 +72,31 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str, dens
     import keras
     import tensorflow as tf
 
+    flagged = read_flagged(args.extra_data, task, "single", data.classes) if args.extra_data else None
     keras.utils.set_random_seed(args.seed)
-    run = fitting.Run(args.out, options.settings(args), args.restart)
+    run = fitting.Run(args.out, options.settings(args, **({"extra_data_sha256": flagged.sha256} if flagged else {})),
+                      args.restart)
     fitting.set_precision(args.mixed_precision)
     strategy = fitting.distribution()
 
-    # 1. Data: every file read once (content hash, header check); images streamed from disk.
+    # 1. Data: every file read once (content hash, header check); images streamed from disk. Flagged
+    # corrections join the training split only, so the held-out figures stay comparable.
     images = [s.path for s in data.train + data.val + data.test]
-    scan = inputs.scan(images + data.extra_files, data.root, images=images)
-    splits = [[s for s in split if str(s.path) not in scan.unreadable] for split in (data.train, data.val, data.test)]
+    extra_images = [flag.path for flag in flagged.flags] if flagged else []
+    scan = inputs.scan(images + extra_images + data.extra_files + (flagged.files if flagged else []), data.root,
+                       images=images + extra_images, extra_root=args.extra_data)
+    extra = []
+    if flagged:
+        flagged.leave_out_held_out(scan.digests, [s.path for s in data.val + data.test])
+        extra = [Sample(flag.path, flag.correction) for flag in flagged.flags]
+        print(flagged.describe())
+    splits = [[s for s in split if str(s.path) not in scan.unreadable]
+              for split in (data.train + extra, data.val, data.test)]
     if min(map(len, splits)) == 0:
         raise SystemExit(f"Not enough readable images: {', '.join(str(len(s)) for s in splits)} in train, "
                          f"validation and test; each split needs at least one (see the data report)")
-    print(f"{len(data.classes)} classes; {len(splits[0])} train, {len(splits[1])} validation, "
-          f"{len(splits[2])} test samples ({data.split})")
+    print(f"{len(data.classes)} classes; {len(splits[0])} train" + (f" ({len(extra)} flagged)" if flagged else "")
+          + f", {len(splits[1])} validation, {len(splits[2])} test samples ({data.split})")
     train_images, val_images, test_images = map(inputs.resized_images(args.image_size, args.cache), splits)
     signature = (inputs.image_signature(args.image_size), tf.TensorSpec((), tf.int64))
 
@@ -118,9 +131,13 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str, dens
 
     # 5. The bundle: network, metadata, card, confusion matrix, history, a few held-out examples.
     unreadable = {**scan.unreadable, **train_images.problems, **val_images.problems, **test_images.problems}
-    report = report_problems({**data.report, "unreadable_images": [f"{p}: {r}" for p, r in sorted(unreadable.items())]})
-    dataset = {"name": data.name, "images": len(set(images)), "split": data.split, "sha256": scan.sha256,
-               **data.details, "report": report}
+    report = {**data.report, "unreadable_images": [f"{p}: {r}" for p, r in sorted(unreadable.items())]}
+    if flagged:
+        report["extra_data"] = flagged.summary()
+    report = report_problems(report)
+    dataset = {"name": data.name, "images": len(set(images + [s.path for s in extra])), "split": data.split,
+               "split_sizes": {"train": len(splits[0]), "validation": len(splits[1]), "test": len(splits[2])},
+               "sha256": scan.sha256, **data.details, "report": report}
     extra = {"label_ids": label_ids} if label_ids else {}
     metadata = publishing.base_metadata(task, data.classes, args.image_size, metrics, dataset, command,
                                         demo=args.demo, backbone=args.backbone, **extra)

@@ -160,8 +160,10 @@ class Run:
             shutil.rmtree(self.work)
         if record.is_file():
             previous = json.loads(record.read_text())
-            if previous != settings:
-                changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
+            # A setting missing from one side is None there: an option added since the run began,
+            # left unset, changes nothing.
+            changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
+            if changed:
                 raise SystemExit(
                     f"{self.work} holds an interrupted run with other settings ({', '.join(changed)}). "
                     f"Run the same command again to resume it, or add --restart to start over.")

@@ -63,12 +63,14 @@ class Sample:
 class Scan:
     sha256: str  # over the sorted relative paths and the bytes of every file
     unreadable: dict  # path -> reason, for files that are not usable images
+    digests: dict = dataclasses.field(default_factory=dict)  # path -> SHA-256 of its bytes, to find copies
 
 
-def scan(files, root: Path, images=None, workers: int = 8) -> Scan:
+def scan(files, root: Path, images=None, workers: int = 8, extra_root: Path | None = None) -> Scan:
     """Read every file once: the dataset's content hash, and a header check of the image files
     among them (`images`, default: all) that finds non-images, empty files and decompression bombs
-    before the first step rather than at hour three."""
+    before the first step rather than at hour three. Files under `extra_root` (a recipe's
+    --extra-data, which need not be under the dataset's `root`) are hashed as `extra-data/<path>`."""
     files = sorted({Path(f) for f in files})
     images = set(files if images is None else map(Path, images))
 
@@ -82,13 +84,18 @@ def scan(files, root: Path, images=None, workers: int = 8) -> Scan:
                 reason = str(error)
         return hashlib.sha256(data).digest(), reason
 
+    def name(file: Path) -> str:
+        if extra_root is not None and file.is_relative_to(extra_root) and not file.is_relative_to(root):
+            return f"extra-data/{file.relative_to(extra_root)}"
+        return str(file.relative_to(root))
+
     with ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(read, files))
     digest = hashlib.sha256()
     for file, (file_digest, _) in zip(files, results):
-        digest.update(str(file.relative_to(root)).encode() + b"\0" + file_digest)
+        digest.update(name(file).encode() + b"\0" + file_digest)
     unreadable = {str(file): reason for file, (_, reason) in zip(files, results) if reason}
-    return Scan(digest.hexdigest(), unreadable)
+    return Scan(digest.hexdigest(), unreadable, {str(file): file_digest for file, (file_digest, _) in zip(files, results)})
 
 
 def fingerprint(files, root: Path) -> str:
