@@ -192,7 +192,9 @@ def batches(source: Source, example: Callable, signature, batch_size: int, seed:
             with_index: bool = False, shard: tuple[int, int] | None = None, replicas: int = 1):
     """A tf.data.Dataset of batches of `example(index, decoded, rng)` = (inputs, targets), whose
     structure and per-example shapes and dtypes are `signature` (tf.TensorSpec's), with a sample
-    weight of 1 (0 for a record that could not be decoded).
+    weight of 1 (0 for a record that could not be decoded). An example may give its own weights
+    as a third item, e.g. one per output (inputs, targets, weights): those are kept, and zeroed for
+    a record that could not be decoded.
 
     With a `seed`, the order is reshuffled and every example gets fresh random numbers each epoch
     (training); without, the order and the random numbers are the same every time (evaluation).
@@ -258,7 +260,10 @@ def _with_index(element, index, ok):
 def _weighted(element, index, ok):
     import tensorflow as tf
 
-    return (*element, tf.cast(ok, tf.float32))
+    ok = tf.cast(ok, tf.float32)
+    if len(element) == 3:  # the example gave weights of its own (e.g. one per output): a blank one's are 0
+        return (*element[:2], tf.nest.map_structure(lambda weight: weight * ok, element[2]))
+    return (*element, ok)
 
 
 def image_signature(size: int, channels: int = 3):
