@@ -4,11 +4,12 @@ training split only; every line that cannot be used is skipped and counted by re
 import json
 import shutil
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import TINY_TRAINING, write_flags
-from training import dog_breed, inputs, movie_genres, multilabel
+from training import caries, dog_breed, inputs, movie_genres, multilabel
 from training.datasets import flagged
 from training.datasets.movie_posters import read_posters
 
@@ -89,3 +90,17 @@ def test_the_reader_reads_each_kind_of_correction_and_names_what_it_skips(tmp_pa
         flagged.read_flagged(tmp_path / "images", "age_gender", "age_gender", ["Female", "Male"])
     with pytest.raises(SystemExit, match="no such folder"):
         flagged.read_flagged(tmp_path / "nowhere", "dog_breed", "single", ["Beagle"])
+
+
+def test_caries_takes_annotated_radiographs_and_says_why_not_flags(tmp_path):
+    write_flags(tmp_path / "flags", "caries", [(picture(tmp_path / "x.png"), None)])
+    with pytest.raises(SystemExit, match="a flag carries no mask: caries cannot learn from it.*training.caries_masks"):
+        caries.read_extra(tmp_path / "flags", ["caries"])
+    extra = tmp_path / "annotated"
+    picture(extra / "images" / "r1.png")
+    Image.fromarray(np.eye(16, dtype=np.uint8)).save(picture(extra / "masks" / "r1.png"))
+    (extra / "classes.json").write_text(json.dumps({"classes": ["background", "filling"]}))
+    with pytest.raises(SystemExit, match=r"classes \['filling'\].*--data has \['caries'\]"):
+        caries.read_extra(extra, ["caries"])
+    pairs, overlapping, dropped = caries.read_extra(extra, ["filling"])
+    assert [p.image.name for p in pairs] == ["r1.png"] and not overlapping and not dropped.counts
