@@ -14,6 +14,22 @@ from training.datasets import flagged
 from training.datasets.movie_posters import read_posters
 
 
+def test_dog_breed_flags_join_the_training_split_and_are_counted(dog_comparison, dogs_data):
+    out, flags, (train, val, test), _ = dog_comparison
+    dataset = json.loads((out / "task.json").read_text())["dataset"]
+    extra = dataset["report"]["extra_data"]
+    assert extra["extra_examples"] == 4 and extra["lines"] == 10
+    assert extra["dropped"] == {"other_task": 1, "unknown_label": 1, "no_correction": 1, "malformed_json": 1,
+                                "missing_image": 1, "held_out_image": 1}
+    assert extra["examples"]["malformed_json"][0].startswith("line 9: not JSON")
+    assert "'Poodle'" in extra["examples"]["unknown_label"][0]
+    # The training split grew by the four; validation and test are the dataset's own.
+    assert dataset["split_sizes"] == {"train": len(train) + 4, "validation": len(val), "test": len(test)}
+    assert "4 extra examples from `flags`" in (out / "README.md").read_text()
+    # The content hash covers the flags: it is not the dataset's alone.
+    assert dataset["sha256"] != inputs.fingerprint(list((dogs_data / "Images").rglob("*.jpg")), dogs_data)
+
+
 def test_multilabel_flags_join_the_training_split_and_are_counted(poster_data, tmp_path):
     rows, genres, _ = read_posters(poster_data)
     usable = [(path, labels) for _, path, labels in rows

@@ -18,10 +18,12 @@ EXTRA_DATA_HELP = ("a folder of corrections flagged in the app (images/<id>.<ext
 
 
 def common_parser(description: str, default_size: int, default_backbone: str, backbones=None,
-                  hub_data: bool = False, extra_data_help: str = EXTRA_DATA_HELP) -> argparse.ArgumentParser:
+                  hub_data: bool = False, compare_backbones: bool = False,
+                  extra_data_help: str = EXTRA_DATA_HELP) -> argparse.ArgumentParser:
     """The options every recipe shares; `backbones` replaces the classifier backbones (e.g. U-Net encoders).
     With `hub_data`, --data may also be a Hub dataset pinned by commit, kept as text for
-    training.datasets.hub.resolve_data (a Path would fold hf:// into hf:/)."""
+    training.datasets.hub.resolve_data (a Path would fold hf:// into hf:/). With
+    `compare_backbones`, --backbone takes several names (a list, even of one)."""
     parser = argparse.ArgumentParser(description=description)
     if hub_data:
         parser.add_argument("--data", required=True, metavar="DIR or hf://datasets/OWNER/NAME@COMMIT",
@@ -37,7 +39,13 @@ def common_parser(description: str, default_size: int, default_backbone: str, ba
     parser.add_argument("--batch-size", type=int, default=32,
                         help="images per step on each device (per replica): with N GPUs a step sees N times as many")
     parser.add_argument("--image-size", type=int, default=default_size, help="square input side in pixels")
-    parser.add_argument("--backbone", default=default_backbone, choices=sorted(backbones or BACKBONES))
+    if compare_backbones:
+        parser.add_argument("--backbone", nargs="+", default=[default_backbone], choices=sorted(backbones or BACKBONES),
+                            metavar="NAME", help="one backbone, or several to compare on the same split: each trains "
+                            "in turn and the one with the best validation accuracy is kept (from-scratch ones ignore "
+                            "--weights in a comparison); choices: " + ", ".join(sorted(backbones or BACKBONES)))
+    else:
+        parser.add_argument("--backbone", default=default_backbone, choices=sorted(backbones or BACKBONES))
     parser.add_argument("--weights", default="imagenet", help="imagenet, none, or a path to a no-top weights file")
     parser.add_argument("--patience", type=int, default=5, help="EarlyStopping patience (epochs)")
     parser.add_argument("--seed", type=int, default=1337)
