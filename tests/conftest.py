@@ -224,3 +224,66 @@ def caries_bundle(caries_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundles") / "caries"
     caries.main(["--data", str(caries_data), "--out", str(out), *QUICK_CARIES, "--with-examples"])
     return out
+
+
+def write_flags(folder: Path, task: str, good, held_out=(), bad_labels=()) -> Path:
+    """A flagged folder exactly as the app's Flag button writes it (a Hugging Face imagefolder:
+    images/<id>.<ext> and metadata.jsonl): `good` and `held_out` are (image to copy, correction);
+    `bad_labels` corrections name labels the dataset lacks. Then one line of each other problem:
+    another task's flag, a null correction, a malformed JSON line, an image that is not there.
+    Returns metadata.jsonl."""
+    import json
+
+    (folder / "images").mkdir(parents=True)
+    lines = []
+
+    def flag(file_name, correction, flagged_task=task):
+        lines.append(json.dumps({"file_name": file_name, "task": flagged_task, "answer": {"label": "wrong"},
+                                 "correction": correction, "comment": "", "origin": "upload",
+                                 "time": "2025-01-01T12:00:00+00:00"}))
+
+    for number, (image, correction) in enumerate([*good, *held_out, *((good[0][0], c) for c in bad_labels)]):
+        shutil.copy(image, folder / "images" / f"flag{number}{Path(image).suffix}")
+        flag(f"images/flag{number}{Path(image).suffix}", correction)
+    flag("images/flag0" + Path(good[0][0]).suffix, good[0][1], flagged_task="another_task")
+    flag("images/flag0" + Path(good[0][0]).suffix, None)
+    lines.append('{"file_name": "images/flag0.jpg", "task": ')
+    flag("images/not_there.jpg", good[0][1])
+    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    return folder / "metadata.jsonl"
+
+
+# A tiny run of a recipe with a from-scratch backbone (add --backbone): it fits in seconds.
+TINY_TRAINING = ["--image-size", "32", "--epochs", "6", "--patience", "6", "--fine-tune-epochs", "0",
+                 "--batch-size", "16", "--learning-rate", "0.003"]
+
+
+@pytest.fixture(scope="session")
+def dog_comparison(dogs_data, tmp_path_factory):
+    """The dog-breed recipe comparing conv4-gap and conv3-dense with corrections flagged in the app
+    (--extra-data), run as a person would after a first attempt failed at its second backbone (a
+    weights file that is not there): (bundle, the flags folder, the training samples the reader
+    gives, the second run's output). The second run must pick the comparison up where it stopped."""
+    import contextlib
+    import io
+
+    from training import dog_breed
+    from training.datasets.stanford_dogs import read_stanford_dogs, readable_breed
+
+    folders, (train, val, test), _, _ = read_stanford_dogs(dogs_data, False, 1337)
+    breeds = [readable_breed(f) for f in folders]
+    firsts = {}
+    for sample in train:
+        firsts.setdefault(sample.label, sample)
+    good = [(sample.path, breeds[sample.label]) for sample in list(firsts.values())[:4]]
+    root = tmp_path_factory.mktemp("dog_comparison")
+    flags = root / "flags"
+    write_flags(flags, "dog_breed", good, held_out=[(test[0].path, breeds[test[0].label])], bad_labels=["Poodle"])
+    out = root / "dog_breed"
+    common = ["--data", str(dogs_data), "--out", str(out), "--extra-data", str(flags), *TINY_TRAINING]
+    with pytest.raises(SystemExit, match="no such file"):
+        dog_breed.main([*common, "--backbone", "conv4-gap", "mobilenetv2", "--weights", str(root / "missing.h5")])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        dog_breed.main([*common, "--backbone", "conv4-gap", "conv3-dense", "--weights", "none"])
+    return out, flags, (train, val, test), printed.getvalue()

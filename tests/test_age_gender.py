@@ -19,7 +19,7 @@ from core import faces
 from core.bundle import load_bundle
 from training import age_gender
 from training.datasets import faces as face_datasets
-from training.datasets import imdb_wiki, utkface
+from training.datasets import flagged, imdb_wiki, utkface
 from training.datasets.faces import GENDERS
 from training.synthetic.faces import draw_face, matlab_datenum, write_imdb_wiki_mat
 
@@ -210,6 +210,25 @@ def test_the_tilt_from_the_eyes_matches_a_known_turn(angle):
     face = faces.detect_faces(photo)[0]
     assert face.eyes[0][0] < face.eyes[1][0] or abs(angle) > 45  # left, then right, as seen
     assert faces.angle_error(face.eye_tilt, angle) < 10, face.eye_tilt  # her eyes are level upright
+
+
+def test_a_flagged_photo_is_cropped_and_straightened_as_the_app_does(tmp_path):
+    """A picture flagged on the tab (--extra-data) is a whole photo, not a dataset crop: training
+    finds its face 1 with the app's detector, crops it at the crop scale and straightens it by the
+    eye line, as the app does before reading gender and age."""
+    photo, centre = astronaut(25)
+    (tmp_path / "images").mkdir()
+    photo.save(tmp_path / "images" / "astronaut.png")
+    (tmp_path / "metadata.jsonl").write_text(json.dumps(
+        {"file_name": "images/astronaut.png", "task": "age_gender", "correction": {"gender": "Female", "age": None}}))
+    flag, = flagged.read_flagged(tmp_path, "age_gender", "age_gender", list(GENDERS)).flags
+    record = age_gender.flagged_face(flag, crop_scale=1.25)
+    assert (record.gender, record.age) == (GENDERS.index("Female"), None)  # trains the gender head only
+    assert math.dist(record.centre, centre) < 20 and faces.angle_error(record.tilt, 25) < 10
+    assert 1.25 * 70 < record.side < 1.25 * 140
+    upright = age_gender.turned(age_gender.contexts([record], 96, None).decoded(0)[0], 0.0, 96)
+    found = faces.detect_faces(Image.fromarray(upright).resize((192, 192)))
+    assert found and abs(found[0].eye_tilt) < 10, [f.eye_tilt for f in found]
 
 
 def test_eye_tilt_is_the_eye_line_counter_clockwise_over_the_whole_circle():

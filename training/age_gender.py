@@ -33,7 +33,8 @@ from PIL import Image
 from core import faces
 from core.images import ImageError, load_image
 from training import backbones, evaluation, fitting, inputs, options, publishing
-from training.datasets.faces import GENDERS, MAX_AGE, MIN_AGE, read_faces
+from training.datasets.faces import GENDERS, MAX_AGE, MIN_AGE, FaceRecord, read_faces
+from training.datasets.flagged import read_flagged
 from training.datasets.imdb_wiki import DEFAULT_MIN_FACE_SCORE
 from training.datasets.report import MAX_LISTED
 from training.datasets.splits import stratified_split
@@ -65,9 +66,10 @@ def contexts(records, size: int, cache: Path | None) -> inputs.Source:
 
     def decode(record):
         image = load_image(record.path)
-        centre = (image.width / 2, image.height / 2)
-        return np.asarray(faces.rotated_crop(image, centre, faces.inner_side(image.width, image.height) * math.sqrt(2),
-                                             0, side))
+        # A dataset crop's face is its centre; a flagged photo's was found by the detector (flagged_face).
+        centre = record.centre or (image.width / 2, image.height / 2)
+        region = record.side or faces.inner_side(image.width, image.height)
+        return np.asarray(faces.rotated_crop(image, centre, region * math.sqrt(2), -record.tilt, side))
 
     return inputs.Source(records, decode, f"face context {side}x{side} (core.faces.rotated_crop)", cache)
 
@@ -96,6 +98,22 @@ def calibrate_crop_scale(records, rng: np.random.Generator) -> tuple[float, int]
     if len(ratios) < 10:
         return FACE_CROP_SCALE, len(ratios)
     return round(float(np.median(ratios)), 3), len(ratios)
+
+
+def flagged_face(flag, crop_scale: float) -> FaceRecord:
+    """A picture flagged in the app, as the app read it: its most confident face (face 1, whose
+    gender and age the tab headlines and the flag corrects) found by the same detector, cropped at
+    `crop_scale` times the detector's box and straightened by the eye line, as the app straightens
+    it; without a face, the whole picture as one centred face (the app's fallback too).
+    ImageError if the picture cannot be decoded."""
+    gender, age = flag.correction
+    image = load_image(flag.path)
+    found = faces.detect_faces(image, max_faces=1)
+    if not found:
+        return FaceRecord(flag.path, gender, age, "flagged")
+    face = found[0]
+    return FaceRecord(flag.path, gender, age, "flagged", centre=face.centre, side=face.side * crop_scale,
+                      tilt=face.eye_tilt or 0.0)
 
 
 def random_angles(rng: np.random.Generator, count: int, max_angle: float) -> np.ndarray:
@@ -170,10 +188,11 @@ def compile_gender_age(age_std: float):
     def compile_model(model, learning_rate):
         import keras
 
+        # Weighted: a flag may give the gender without the age (its age weighs 0; see `upright`).
         model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                       loss={"gender": "sparse_categorical_crossentropy", "age": "mse"},
                       loss_weights={"gender": 1.0, "age": 1.0 / max(age_std, 1.0) ** 2},
-                      metrics={"gender": ["accuracy"], "age": ["mae"]})
+                      weighted_metrics={"gender": ["accuracy"], "age": ["mae"]})
 
     return compile_model
 
@@ -279,10 +298,12 @@ def main(argv=None):
     import keras
     import tensorflow as tf
 
+    flagged = read_flagged(args.extra_data, TASK, "age_gender", list(GENDERS)) if args.extra_data else None
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     size = args.image_size
-    run = fitting.Run(args.out, options.settings(args), args.restart)
+    run = fitting.Run(args.out, options.settings(args, **({"extra_data_sha256": flagged.sha256} if flagged else {})),
+                      args.restart)
     fitting.set_precision(args.mixed_precision)
     strategy = fitting.distribution()
     replicas = strategy.num_replicas_in_sync
@@ -294,7 +315,9 @@ def main(argv=None):
     for name, report in reports.items():
         dropped = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in report["dropped"].items())
         print(f"{name}: {report['kept']} faces kept; dropped: {dropped or 'none'}")
-    scan = inputs.scan([r.path for r in records], args.data)
+    extra_paths = [flag.path for flag in flagged.flags] if flagged else []
+    scan = inputs.scan([r.path for r in records] + extra_paths + (flagged.files if flagged else []), args.data,
+                       images=[r.path for r in records] + extra_paths, extra_root=args.extra_data)
     records = [r for r in records if str(r.path) not in scan.unreadable]
     if scan.unreadable:
         print(f"  {len(scan.unreadable)} unreadable images, e.g. {next(iter(scan.unreadable.values()))}")
@@ -304,8 +327,28 @@ def main(argv=None):
         raise SystemExit(f"Only {len(records)} usable faces ({len(np.unique(genders))} gender(s)); "
                          f"at least 10 with both genders are needed (see the counts above)")
     parts = stratified_split(genders, (0.8, 0.1, 0.1), args.seed)
-    print(f"{len(records)} faces; {len(parts[0])} train, {len(parts[1])} validation, {len(parts[2])} test")
-    train, val, test = (contexts([records[i] for i in part], size, args.cache) for part in parts)
+    # The crop the app takes around a detected face, measured on the training faces (a generator of
+    # its own, so the held-out angles below do not depend on it); flagged photos are cropped with it.
+    crop_scale, calibrated_on = calibrate_crop_scale([records[i] for i in parts[0]], np.random.default_rng(args.seed))
+    print(f"face crop: {crop_scale} x the detector's box " + (
+        f"(median over {calibrated_on} detected training faces)" if calibrated_on >= 10 else
+        f"(default: only {calibrated_on} training faces detected)"))
+    extra = []
+    if flagged:
+        flagged.leave_out_held_out(scan.digests, [records[i].path for i in np.concatenate(parts[1:])])
+        located = []
+        for flag in flagged.flags:
+            try:
+                extra.append(flagged_face(flag, crop_scale))
+                located.append(flag)
+            except ImageError as error:
+                flagged.dropped.drop("unreadable_image", f"line {flag.line}: {error}")
+        flagged.flags = located
+        print(flagged.describe())
+    print(f"{len(records)} faces; {len(parts[0]) + len(extra)} train" + (f" ({len(extra)} flagged)" if flagged else "")
+          + f", {len(parts[1])} validation, {len(parts[2])} test")
+    train = contexts([records[i] for i in parts[0]] + extra, size, args.cache)
+    val, test = (contexts([records[i] for i in part], size, args.cache) for part in parts[1:])
     steps_per_epoch = -(-len(train) // batch)
     shard = fitting.shard_of(strategy)
 
@@ -339,13 +382,20 @@ def main(argv=None):
 
     # 3. Gender and age on the upright crops, with the course's two-phase schedule.
     age_mean, age_std = float(ages[parts[0]].mean()), float(max(ages[parts[0]].std(), 1.0))
-    upright_signature = (inputs.image_signature(size), {"gender": tf.TensorSpec((), tf.int64),
-                                                        "age": tf.TensorSpec((), tf.float32)})
+    upright_signature = (inputs.image_signature(size),
+                         {"gender": tf.TensorSpec((), tf.int64), "age": tf.TensorSpec((), tf.float32)},
+                         {"gender": tf.TensorSpec((), tf.float32), "age": tf.TensorSpec((), tf.float32)})
 
     def upright(source):
-        return lambda index, decoded, example_rng: (turned(decoded[0], 0.0, size),
-                                                    {"gender": source.records[index].gender,
-                                                     "age": source.records[index].age})
+        """(crop, targets, weight of each target): a flag without an age (or gender) trains the other
+        head only; its missing target is a placeholder that weighs nothing."""
+        def example(index, decoded, example_rng):
+            record = source.records[index]
+            known = {"gender": float(record.gender is not None), "age": float(record.age is not None)}
+            return (turned(decoded[0], 0.0, size),
+                    {"gender": record.gender if known["gender"] else 0, "age": record.age if known["age"] else age_mean},
+                    known)
+        return example
 
     schedule = fitting.Schedule(args.epochs, args.fine_tune_epochs, args.learning_rate, args.patience,
                                 args.fine_tune_fraction, FIRST_PHASE_FRACTION)
@@ -379,19 +429,18 @@ def main(argv=None):
           f"{b['age_mae_train_mean']:.1f}, RMSE {b['age_rmse_train_mean']:.1f})")
 
     # 5. The bundle: both networks, what inference needs, the report, a few examples.
-    crop_scale, calibrated_on = calibrate_crop_scale(train.records, rng)
-    print(f"face crop: {crop_scale} x the detector's box " + (
-        f"(median over {calibrated_on} detected training faces)" if calibrated_on >= 10 else
-        f"(default: only {calibrated_on} training faces detected)"))
     unreadable = {**scan.unreadable, **train.problems, **val.problems, **test.problems}
     dataset = {
         "name": " + ".join({"wiki": "IMDB-WIKI (wiki)", "imdb": "IMDB-WIKI (imdb)", "utkface": "UTKFace"}[n]
                            for n in reports),
-        "images": len(records), "split": f"stratified by gender 80/10/10, seed {args.seed}", "sha256": scan.sha256,
+        "images": len(records) + len(extra), "split": f"stratified by gender 80/10/10, seed {args.seed}",
+        "split_sizes": {"train": len(train), "validation": len(val), "test": len(test)}, "sha256": scan.sha256,
         "report": {**reports, "unreadable_images_count": len(unreadable),
-                   "unreadable_images": [f"{Path(p).relative_to(args.data)}: {r}"
+                   "unreadable_images": [f"{readable_path(p, args.data)}: {r}"
                                          for p, r in sorted(unreadable.items())][:MAX_LISTED]},
     }
+    if flagged:
+        dataset["report"]["extra_data"] = flagged.summary()
     if args.demo:
         dataset["demo_faces"] = ("drawn faces: tilt real; gender = long hair (Female) or short hair and beard "
                                  "(Male); age = grey hair and wrinkles")
@@ -424,9 +473,10 @@ def card(metadata: dict) -> str:
                  ("age MAE, training mean", b["age_mae_train_mean"]),
                  ("age RMSE, training mean", b["age_rmse_train_mean"])]
     report = metadata["dataset"]["report"]
-    drops = "\n".join(f"| {name} | {r['kept']} | " + (", ".join(f"{reason.replace('_', ' ')} {count}"
-                                                                for reason, count in r["dropped"].items()) or "none")
-                      + " |" for name, r in report.items() if isinstance(r, dict))
+    drops = "\n".join(f"| {'flagged in the app (--extra-data)' if name == 'extra_data' else name} | "
+                      f"{r.get('kept', r.get('extra_examples'))} | "
+                      + (", ".join(f"{reason.replace('_', ' ')} {count}" for reason, count in r["dropped"].items())
+                         or "none") + " |" for name, r in report.items() if isinstance(r, dict))
     rotation, face = metadata["rotation"], metadata["face"]
     eyes = (f"{tilt['eyes_mae']:.1f} degrees on the {tilt['eyes_found']:.0%} of held-out faces where the eyes were found "
             f"(the network: {tilt['network_mae_where_eyes_found']:.1f} on the same faces)"
@@ -458,6 +508,11 @@ def card(metadata: dict) -> str:
         metadata, tags=["age-estimation", "gender-classification", "face"], datasets=["imdb-wiki", "utkface"],
         metric_rows=rows, baseline_rows=baselines, body=body,
     )
+
+
+def readable_path(path: str, data: Path) -> str:
+    """A file as the report names it: relative to the dataset folder when it is inside it."""
+    return str(Path(path).relative_to(data)) if Path(path).is_relative_to(data) else path
 
 
 def held_out_examples(test_records, count: int = 3, tilt: float = 25.0) -> dict:

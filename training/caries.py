@@ -40,7 +40,7 @@ from core.segmentation import (
     restore,
 )
 from training import backbones, fitting, inputs, losses, options, publishing
-from training.datasets.report import report_problems
+from training.datasets.report import DropReport, report_problems
 from training.datasets.segmentation_masks import Pair, load_pair, read_dataset, read_mask
 from training.datasets.splits import stratified_split
 
@@ -99,6 +99,32 @@ def targets(masks: np.ndarray, activation: str) -> np.ndarray:
         background = 1 - masks.max(axis=-1, keepdims=True)
         return np.concatenate([background, masks], axis=-1).astype(np.uint8)
     return masks.astype(np.uint8)
+
+
+EXTRA_DATA_HELP = ("a folder of more annotated radiographs in the layout --data takes (images/ + masks/, as "
+                   "training.caries_masks writes it, with the same classes), added to the training split only. "
+                   "The app's flagged folders carry no mask: caries cannot learn from a flag; annotate the flagged "
+                   "radiographs and convert them with training.caries_masks first")
+
+
+def read_extra(folder: Path, labels: list[str]) -> tuple[list[Pair], bool, DropReport]:
+    """The --extra-data pairs, read by the same reader as --data; whether their classes overlap;
+    what was left out. Classes must be --data's: a mask's pixel values mean its classes."""
+    if (folder / "metadata.jsonl").is_file() and not (folder / "masks").is_dir():
+        raise SystemExit(f"--extra-data {folder} holds flags from the app, and a flag carries no mask: caries cannot "
+                         f"learn from it. Annotate those radiographs (VoTT, LabelMe or COCO), convert them with "
+                         f"`python -m training.caries_masks --annotations EXPORT --images {folder / 'images'} --out "
+                         f"DIR`, and pass DIR")
+    pairs, classes, origin, overlapping, found = read_dataset(folder)
+    if classes != labels:
+        raise SystemExit(f"--extra-data {folder}: classes {classes} (from {origin}), but --data has {labels}; "
+                         f"the same pixel value must mean the same class in both")
+    dropped = DropReport()
+    for name in found["images_without_mask"]:
+        dropped.drop("image_without_mask", name)
+    for name in found["masks_without_image"]:
+        dropped.drop("mask_without_image", name)
+    return pairs, overlapping, dropped
 
 
 # --- model -----------------------------------------------------------------------------
@@ -275,7 +301,7 @@ def overlay_pngs(shown, labels) -> dict:
 
 def parser():
     parser = options.common_parser(__doc__.split("\n\n")[0], default_size=256, default_backbone="unet",
-                                  backbones=BACKBONES)
+                                   backbones=BACKBONES, extra_data_help=EXTRA_DATA_HELP)
     parser.set_defaults(backbone="unet", weights=None, epochs=40, patience=8, batch_size=8, fine_tune_epochs=0,
                         learning_rate=3e-3)
     parser.add_argument("--loss", default="dice+ce", choices=LOSSES,
@@ -297,22 +323,41 @@ def main(argv=None):
 
     keras.utils.set_random_seed(args.seed)
     side = args.image_size
-    run = fitting.Run(args.out, options.settings(args), args.restart)
+
+    # 1. Data: image/mask pairs, every file read once (content hash, header check), split 80/10/10
+    # keeping images with and without lesions in proportion, then streamed letterboxed. More
+    # annotated radiographs (--extra-data) join the training split only.
+    pairs, labels, classes_origin, overlapping, report = read_dataset(args.data)
+    extra, extra_overlapping, extra_dropped = read_extra(args.extra_data, labels) if args.extra_data else ([], False, None)
+    images = [p.image for p in pairs + extra]
+    scan = inputs.scan(images + [p.mask for p in pairs + extra], args.data, images=images, extra_root=args.extra_data)
+    recorded = {"extra_data_sha256": inputs.fingerprint([f for p in extra for f in (p.image, p.mask)], args.extra_data)
+                } if args.extra_data else {}
+    run = fitting.Run(args.out, options.settings(args, **recorded), args.restart)
     fitting.set_precision(args.mixed_precision)
     strategy = fitting.distribution()
     replicas = strategy.num_replicas_in_sync
     batch = args.batch_size * replicas
-
-    # 1. Data: image/mask pairs, every file read once (content hash, header check), split 80/10/10
-    # keeping images with and without lesions in proportion, then streamed letterboxed.
-    pairs, labels, classes_origin, overlapping, report = read_dataset(args.data)
-    scan = inputs.scan([p.image for p in pairs] + [p.mask for p in pairs], args.data, images=[p.image for p in pairs])
     pairs = [p for p in pairs if str(p.image) not in scan.unreadable]
     if len(pairs) < 3:
         raise SystemExit(f"{len(pairs)} readable image/mask pair(s) in {args.data}; at least 3 are needed "
                          f"(train, validation, test)")
-    activation = "sigmoid" if len(labels) == 1 or overlapping else "softmax"
+    activation = "sigmoid" if len(labels) == 1 or overlapping or extra_overlapping else "softmax"
     train, val, test = split(pairs, args.seed)
+    added = []
+    if args.extra_data:
+        held = {scan.digests[str(p.image)] for p in val + test}
+        for pair in extra:
+            if str(pair.image) in scan.unreadable:
+                extra_dropped.drop("unreadable_image", f"{pair.image.name}: {scan.unreadable[str(pair.image)]}")
+            elif scan.digests[str(pair.image)] in held:
+                extra_dropped.drop("held_out_image", f"{pair.image.name} is a validation or test image")
+            else:
+                added.append(pair)
+        train = train + added
+        report["extra_data"] = {"folder": str(args.extra_data), "extra_examples": len(added), **extra_dropped.as_dict()}
+        print(f"--extra-data {args.extra_data}: {len(added)} annotated radiograph(s) added to the training split; "
+              f"left out: {dict(extra_dropped.counts) or 'none'}")
     print(f"{len(labels)} class(es) ({', '.join(labels)}, from {classes_origin}): {activation} output; "
           f"{len(train)} train, {len(val)} validation, {len(test)} test images")
     channels = len(labels) + (activation == "softmax")
@@ -359,8 +404,9 @@ def main(argv=None):
     unreadable = {**scan.unreadable, **train_pairs.problems, **val_pairs.problems, **test_pairs.problems}
     report["unreadable_pairs"] = [f"{Path(p).name}: {r}" for p, r in sorted(unreadable.items())]
     report = report_problems(report)
-    dataset = {"name": "dental radiographs with caries masks", "images": len(pairs),
+    dataset = {"name": "dental radiographs with caries masks", "images": len(pairs) + len(added),
                "split": f"80/10/10 stratified by lesion presence, seed {args.seed}", "classes_from": classes_origin,
+               "split_sizes": {"train": len(train), "validation": len(val), "test": len(test)},
                "sha256": scan.sha256, "report": report}
     metadata = publishing.base_metadata(
         TASK, labels, side, metrics, dataset, options.command(__spec__.name, argv), demo=args.demo,

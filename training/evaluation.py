@@ -10,6 +10,7 @@ recall@k (the one pair scikit-learn has no function for, computed here).
 
 from __future__ import annotations
 
+import csv
 import io
 
 import numpy as np
@@ -91,6 +92,30 @@ def confusion_matrix_png(confusion, labels: list[str]) -> bytes:
     figure.savefig(buffer, format="png")
     plt.close(figure)
     return buffer.getvalue()
+
+
+# The backbone comparison's table, in the course's columns (plus the parameters): key, heading, format.
+COMPARISON_COLUMNS = (("backbone", "backbone", "{}"), ("parameters", "parameters", "{:,}"),
+                      ("fit_seconds", "time to fit (s)", "{:.1f}"), ("train_accuracy", "train accuracy", "{:.4f}"),
+                      ("validation_accuracy", "validation accuracy", "{:.4f}"),
+                      ("test_accuracy", "test accuracy", "{:.4f}"), ("test_recall_macro", "test recall (macro)", "{:.4f}"))
+
+
+def comparison_csv(rows: list[dict]) -> str:
+    """The comparison as CSV: one row per backbone, the rows' own keys as the header, raw numbers."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([key for key, _, _ in COMPARISON_COLUMNS])
+    writer.writerows([row[key] for key, _, _ in COMPARISON_COLUMNS] for row in rows)
+    return buffer.getvalue()
+
+
+def comparison_markdown(rows: list[dict]) -> str:
+    """The comparison as a Markdown table, for the card and comparison.md."""
+    lines = ["| " + " | ".join(heading for _, heading, _ in COMPARISON_COLUMNS) + " |",
+             "|" + "---|" * len(COMPARISON_COLUMNS)]
+    lines += ["| " + " | ".join(form.format(row[key]) for key, _, form in COMPARISON_COLUMNS) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 # --- multi-label -------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import csv
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,21 +148,24 @@ def fit_two_phases(run: "Run", name: str, model, base, train, val, compile_model
 # --- resumable runs -------------------------------------------------------------------------
 
 class Run:
-    """The work folder of one training run, beside its bundle: `<out>.work/`.
+    """The work folder of one training run, beside its bundle: `<out>.work/` (or `work`, e.g. one
+    backbone's folder in a comparison).
 
     `settings` (the options that shape the result) are stored in it; a work folder left by a run
     with other settings is not resumed: the command says so and how to start over."""
 
-    def __init__(self, out: Path, settings: dict, restart: bool = False):
-        self.work = Path(out).with_name(Path(out).name + ".work")
+    def __init__(self, out: Path, settings: dict, restart: bool = False, work: Path | None = None):
+        self.work = Path(work) if work is not None else work_folder(out)
         settings = json.loads(json.dumps(settings, default=str))
         record = self.work / "run.json"
         if restart and self.work.exists():
             shutil.rmtree(self.work)
         if record.is_file():
             previous = json.loads(record.read_text())
-            if previous != settings:
-                changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
+            # A setting missing from one side is None there: an option added since the run began,
+            # left unset, changes nothing.
+            changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
+            if changed:
                 raise SystemExit(
                     f"{self.work} holds an interrupted run with other settings ({', '.join(changed)}). "
                     f"Run the same command again to resume it, or add --restart to start over.")
@@ -190,6 +194,7 @@ class Run:
         callbacks = [
             keras.callbacks.ModelCheckpoint(best_file, monitor=monitor, save_best_only=True, save_weights_only=True,
                                             initial_value_threshold=min(values) if values else None),
+            EpochSeconds(),  # before the logger, which then writes the epoch's time with its metrics
             keras.callbacks.CSVLogger(history, append=True),
             keras.callbacks.TensorBoard(folder / "tensorboard", write_graph=False),
             ResumableEarlyStopping(values, monitor=monitor, patience=patience),
@@ -207,6 +212,15 @@ class Run:
         model.save_weights(partial)
         os.replace(partial, final)
 
+    def fit_seconds(self) -> float:
+        """The wall time of every finished epoch of every stage, summed: the time to fit, also
+        across interruptions (an epoch lost to one counts once, as it ran to completion)."""
+        total = 0.0
+        for history in self.work.glob("*/history.csv"):
+            with history.open(newline="") as handle:
+                total += sum(float(row.get("epoch_seconds") or 0) for row in csv.DictReader(handle))
+        return total
+
     def logs(self) -> dict[str, bytes]:
         """The history of every stage, for the bundle's logs/: one CSV each and TensorBoard event
         files (the Hub shows these as "Training metrics")."""
@@ -221,6 +235,22 @@ class Run:
     def finish(self) -> None:
         """The bundle is written: the work folder has served its purpose."""
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+def work_folder(out: Path) -> Path:
+    """Where a run of the bundle `out` keeps its work: beside it, `<out>.work/`."""
+    return Path(out).with_name(Path(out).name + ".work")
+
+
+class EpochSeconds(keras.callbacks.Callback):
+    """Adds each epoch's wall time to its logs (`epoch_seconds`), for the history and the time to fit."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.monotonic() - self.start
 
 
 def _finished_epochs(backup: Path) -> int:

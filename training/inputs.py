@@ -63,12 +63,14 @@ class Sample:
 class Scan:
     sha256: str  # over the sorted relative paths and the bytes of every file
     unreadable: dict  # path -> reason, for files that are not usable images
+    digests: dict = dataclasses.field(default_factory=dict)  # path -> SHA-256 of its bytes, to find copies
 
 
-def scan(files, root: Path, images=None, workers: int = 8) -> Scan:
+def scan(files, root: Path, images=None, workers: int = 8, extra_root: Path | None = None) -> Scan:
     """Read every file once: the dataset's content hash, and a header check of the image files
     among them (`images`, default: all) that finds non-images, empty files and decompression bombs
-    before the first step rather than at hour three."""
+    before the first step rather than at hour three. Files under `extra_root` (a recipe's
+    --extra-data, which need not be under the dataset's `root`) are hashed as `extra-data/<path>`."""
     files = sorted({Path(f) for f in files})
     images = set(files if images is None else map(Path, images))
 
@@ -82,13 +84,18 @@ def scan(files, root: Path, images=None, workers: int = 8) -> Scan:
                 reason = str(error)
         return hashlib.sha256(data).digest(), reason
 
+    def name(file: Path) -> str:
+        if extra_root is not None and file.is_relative_to(extra_root) and not file.is_relative_to(root):
+            return f"extra-data/{file.relative_to(extra_root)}"
+        return str(file.relative_to(root))
+
     with ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(read, files))
     digest = hashlib.sha256()
     for file, (file_digest, _) in zip(files, results):
-        digest.update(str(file.relative_to(root)).encode() + b"\0" + file_digest)
+        digest.update(name(file).encode() + b"\0" + file_digest)
     unreadable = {str(file): reason for file, (_, reason) in zip(files, results) if reason}
-    return Scan(digest.hexdigest(), unreadable)
+    return Scan(digest.hexdigest(), unreadable, {str(file): file_digest for file, (file_digest, _) in zip(files, results)})
 
 
 def fingerprint(files, root: Path) -> str:
@@ -185,7 +192,9 @@ def batches(source: Source, example: Callable, signature, batch_size: int, seed:
             with_index: bool = False, shard: tuple[int, int] | None = None, replicas: int = 1):
     """A tf.data.Dataset of batches of `example(index, decoded, rng)` = (inputs, targets), whose
     structure and per-example shapes and dtypes are `signature` (tf.TensorSpec's), with a sample
-    weight of 1 (0 for a record that could not be decoded).
+    weight of 1 (0 for a record that could not be decoded). An example may give its own weights
+    as a third item, e.g. one per output (inputs, targets, weights): those are kept, and zeroed for
+    a record that could not be decoded.
 
     With a `seed`, the order is reshuffled and every example gets fresh random numbers each epoch
     (training); without, the order and the random numbers are the same every time (evaluation).
@@ -251,7 +260,10 @@ def _with_index(element, index, ok):
 def _weighted(element, index, ok):
     import tensorflow as tf
 
-    return (*element, tf.cast(ok, tf.float32))
+    ok = tf.cast(ok, tf.float32)
+    if len(element) == 3:  # the example gave weights of its own (e.g. one per output): a blank one's are 0
+        return (*element[:2], tf.nest.map_structure(lambda weight: weight * ok, element[2]))
+    return (*element, ok)
 
 
 def image_signature(size: int, channels: int = 3):

@@ -5,6 +5,7 @@ labels) and label names; `train` does the rest, in the keras-io order:
 
 1. data: one pass over the files (content hash, unreadable files), a random 80/10/10 split
    (multi-label data has no simple stratification), streaming batches of multi-hot targets;
+   corrections flagged in the app (--extra-data) join the training split only;
 2. model: backbone features (preprocessing inside), dropout, one sigmoid per label; binary
    cross-entropy, optionally class-weighted, or focal for the long tail of rare labels;
 3. training: the two-phase schedule, resumable; then decision thresholds chosen on the
@@ -24,6 +25,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from training import backbones, evaluation, fitting, inputs, losses, options, publishing
+from training.datasets.flagged import read_flagged
 from training.datasets.report import report_problems
 from training.inputs import Sample
 
@@ -147,14 +149,19 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str) -> d
     options `args` (those of `options.common_parser` and `add_arguments`); returns the metrics."""
     import tensorflow as tf
 
+    flagged = read_flagged(args.extra_data, task, "multi", data.labels) if args.extra_data else None
     keras.utils.set_random_seed(args.seed)
-    run = fitting.Run(args.out, options.settings(args), args.restart)
+    run = fitting.Run(args.out, options.settings(args, **({"extra_data_sha256": flagged.sha256} if flagged else {})),
+                      args.restart)
     fitting.set_precision(args.mixed_precision)
     strategy = fitting.distribution()
 
-    # 1. Data: every file read once (content hash, header check), split, streamed from disk.
+    # 1. Data: every file read once (content hash, header check), split, streamed from disk. Flagged
+    # corrections join the training split after the split, so validation and test stay as without them.
     paths = [s.path for s in data.samples]
-    scan = inputs.scan(paths + data.extra_files, data.root, images=paths)
+    extra_paths = [flag.path for flag in flagged.flags] if flagged else []
+    scan = inputs.scan(paths + extra_paths + data.extra_files + (flagged.files if flagged else []), data.root,
+                       images=paths + extra_paths, extra_root=args.extra_data)
     samples = [s for s in data.samples if str(s.path) not in scan.unreadable]
     report = data.report
     report["unreadable_images"] = [f"line {data.lines[p]}: {p}: {r}" if p in data.lines else f"{p}: {r}"
@@ -164,6 +171,13 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str) -> d
     if len(samples) < 3:
         raise SystemExit(f"{len(samples)} usable images; at least 3 are needed (train, validation, test)")
     splits = [[samples[i] for i in part] for part in random_split(len(samples), args.seed)]
+    if flagged:
+        flagged.leave_out_held_out(scan.digests, [s.path for s in splits[1] + splits[2]])
+        splits[0] += [Sample(flag.path, flag.correction) for flag in flagged.flags]
+        report["extra_data"] = flagged.summary()
+        print(flagged.describe())
+    print(f"{len(splits[0])} train" + (f" ({len(flagged.flags)} flagged)" if flagged else "")
+          + f", {len(splits[1])} validation, {len(splits[2])} test images")
     sources = [inputs.resized_images(args.image_size, args.cache)(split) for split in splits]
     targets = [multi_hot([s.label for s in split], len(data.labels)) for split in splits]
     signature = (inputs.image_signature(args.image_size), tf.TensorSpec((len(data.labels),), tf.float32))
@@ -207,7 +221,9 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str) -> d
     streamed = {p: r for source in sources for p, r in source.problems.items()}
     report["unreadable_images"] += [f"{p}: {r} (found while training)" for p, r in sorted(streamed.items())]
     report_problems(report)
-    dataset = {"name": data.name, "images": len(samples), "split": f"random 80/10/10, seed {args.seed}",
+    dataset = {"name": data.name, "images": len(samples) + (len(flagged.flags) if flagged else 0),
+               "split": f"random 80/10/10, seed {args.seed}",
+               "split_sizes": {"train": len(splits[0]), "validation": len(splits[1]), "test": len(splits[2])},
                "sha256": scan.sha256, **data.details, "report": report}
     metadata = publishing.base_metadata(task, data.labels, args.image_size, metrics, dataset, command,
                                         demo=args.demo, backbone=args.backbone, loss=args.loss,

@@ -13,11 +13,17 @@ from training.backbones import BACKBONES
 NOT_SETTINGS = ("push_to_hub", "private", "with_examples", "cache", "restart", "demo")
 
 
-def common_parser(description: str, default_size: int, default_backbone: str,
-                  backbones=None, hub_data: bool = False) -> argparse.ArgumentParser:
+EXTRA_DATA_HELP = ("a folder of corrections flagged in the app (images/<id>.<ext> and metadata.jsonl, as its Flag "
+                   "button writes them), added to the training split only; unusable lines are skipped and counted")
+
+
+def common_parser(description: str, default_size: int, default_backbone: str, backbones=None,
+                  hub_data: bool = False, compare_backbones: bool = False,
+                  extra_data_help: str = EXTRA_DATA_HELP) -> argparse.ArgumentParser:
     """The options every recipe shares; `backbones` replaces the classifier backbones (e.g. U-Net encoders).
     With `hub_data`, --data may also be a Hub dataset pinned by commit, kept as text for
-    training.datasets.hub.resolve_data (a Path would fold hf:// into hf:/)."""
+    training.datasets.hub.resolve_data (a Path would fold hf:// into hf:/). With
+    `compare_backbones`, --backbone takes several names (a list, even of one)."""
     parser = argparse.ArgumentParser(description=description)
     if hub_data:
         parser.add_argument("--data", required=True, metavar="DIR or hf://datasets/OWNER/NAME@COMMIT",
@@ -33,10 +39,17 @@ def common_parser(description: str, default_size: int, default_backbone: str,
     parser.add_argument("--batch-size", type=int, default=32,
                         help="images per step on each device (per replica): with N GPUs a step sees N times as many")
     parser.add_argument("--image-size", type=int, default=default_size, help="square input side in pixels")
-    parser.add_argument("--backbone", default=default_backbone, choices=sorted(backbones or BACKBONES))
+    if compare_backbones:
+        parser.add_argument("--backbone", nargs="+", default=[default_backbone], choices=sorted(backbones or BACKBONES),
+                            metavar="NAME", help="one backbone, or several to compare on the same split: each trains "
+                            "in turn and the one with the best validation accuracy is kept (from-scratch ones ignore "
+                            "--weights in a comparison); choices: " + ", ".join(sorted(backbones or BACKBONES)))
+    else:
+        parser.add_argument("--backbone", default=default_backbone, choices=sorted(backbones or BACKBONES))
     parser.add_argument("--weights", default="imagenet", help="imagenet, none, or a path to a no-top weights file")
     parser.add_argument("--patience", type=int, default=5, help="EarlyStopping patience (epochs)")
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--extra-data", type=Path, metavar="FOLDER", help=extra_data_help)
     parser.add_argument("--mixed-precision", action="store_true",
                         help="compute in float16 on GPUs (mixed_float16); the bundle is saved in float32")
     parser.add_argument("--cache", type=Path, metavar="DIR",
@@ -52,9 +65,11 @@ def common_parser(description: str, default_size: int, default_backbone: str,
     return parser
 
 
-def settings(args: argparse.Namespace) -> dict:
-    """The options that shape the result, as a run's work folder records them."""
-    return {key: value for key, value in sorted(vars(args).items()) if key not in NOT_SETTINGS}
+def settings(args: argparse.Namespace, **recorded) -> dict:
+    """The options that shape the result, as a run's work folder records them, and what else the
+    recipe records beside them (e.g. the --extra-data folder's content hash: that folder grows as
+    people flag, so its name alone does not say a resumed run would train on the same data)."""
+    return {**{key: value for key, value in sorted(vars(args).items()) if key not in NOT_SETTINGS}, **recorded}
 
 
 def command(module: str, argv: list[str]) -> str:

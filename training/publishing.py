@@ -131,7 +131,7 @@ def model_card(title: str, summary: str, metadata: dict, tags: list[str], datase
 ## Training data
 
 {dataset['name']} — {dataset.get('images', '?')} images, split: {dataset.get('split', '?')}.
-Content hash (SHA-256 of paths and bytes): `{dataset.get('sha256', '?')}`.{hub_source(dataset)}
+Content hash (SHA-256 of paths and bytes): `{dataset.get('sha256', '?')}`.{hub_source(dataset)}{extra_data_line(dataset)}
 
 Terms of the data: {terms} The model's licence above follows them.
 
@@ -158,6 +158,16 @@ def hub_source(dataset: dict) -> str:
     if "repo" not in dataset:
         return ""
     return f"\nFrom the Hub: [`{dataset['repo']}`](https://huggingface.co/datasets/{dataset['repo']}) at commit `{dataset['commit']}`."
+
+
+def extra_data_line(dataset: dict) -> str:
+    """The card's line on the --extra-data folder trained on, if any; "" without one."""
+    extra = dataset.get("report", {}).get("extra_data")
+    if not extra:
+        return ""
+    dropped = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in extra.get("dropped", {}).items())
+    return (f"\nThe training split also holds {extra['extra_examples']} extra examples from `{Path(extra['folder']).name}` "
+            f"(--extra-data; never in validation or test){f'; left out: {dropped}' if dropped else ''}.")
 
 
 def metric_type(name: str) -> str:

@@ -19,9 +19,15 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 @dataclass
 class FaceRecord:
     path: Path
-    gender: int  # index into GENDERS
-    age: float
-    source: str  # "wiki", "imdb" or "utkface"
+    gender: int | None  # index into GENDERS; None only for a flag that corrects the age alone
+    age: float | None  # None only for a flag that corrects the gender alone
+    source: str  # "wiki", "imdb", "utkface" or "flagged"
+    # Where the face is, for a picture that is not a dataset crop (a flagged photo): its centre and
+    # the side of the square the network sees, in the decoded picture's pixels, and its tilt in
+    # degrees counter-clockwise. None: the dataset crop's own centre and central square, upright.
+    centre: tuple[float, float] | None = None
+    side: float | None = None
+    tilt: float = 0.0
 
 
 # --- the data folder -----------------------------------------------------------------------
