@@ -15,6 +15,7 @@ and content hash, code revision, package versions, the training command).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from dataclasses import dataclass, field
@@ -48,11 +49,12 @@ class CompiledNetwork:
     own handler and its own error). Measured in the README's "Serving under load".
     """
 
-    def __init__(self, model, max_batch: int = 16):
+    def __init__(self, model, max_batch: int | None = None):
         import tensorflow as tf
 
         self.model = model
-        self.max_batch = max_batch
+        # MAX_BATCH=1 turns the sharing off (to compare; see bench/serve.py --clients).
+        self.max_batch = max_batch or int(os.environ.get("MAX_BATCH", 16))
         self.input_shape = tuple(model.inputs[0].shape[1:])
         spec = tf.TensorSpec((None, *self.input_shape), tf.float32)
         self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
