@@ -63,7 +63,7 @@ def main(argv=None):
     for name, resolved in models.items():
         logging.getLogger("app").info("%s: %s %s", name, resolved.origin or "no model", " ".join(resolved.notices))
     demo_app = build_app(models)
-    demo_app.queue(default_concurrency_limit=ui.CONCURRENCY)
+    demo_app.queue(default_concurrency_limit=ui.CONCURRENCY, max_size=ui.QUEUE_SIZE)
     # Only the files the page shows (the examples) can be fetched, not the bundles around them.
     shown = [str(path) for resolved in models.values() if resolved.bundle is not None
              for path in ui.example_files(resolved.bundle)]

@@ -41,8 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 
-def full_size_bundles(root: Path) -> None:
-    """Untrained networks of the real sizes, in bundles the app loads like trained ones."""
+def full_size_bundles(root: Path, only=None) -> None:
+    """Untrained networks of the real sizes, in bundles the app loads like trained ones (`only`:
+    these task names; default every task)."""
     from core.bundle import save_bundle
     from core.preprocess import PREPROCESSING
     from training import classification, multilabel
@@ -54,13 +55,20 @@ def full_size_bundles(root: Path) -> None:
             metadata["thresholds"] = {"global": thresholds, "per_label": {label: thresholds for label in labels}}
         save_bundle(root / task, {"classifier": model}, metadata, "benchmark bundle\n")
 
-    model, _ = classification.build_classifier(120, 300, "efficientnetb3", "none", "dog_breed", dense_units=512)
-    save("dog_breed", model, [f"breed {i}" for i in range(120)], 300)
-    model, _ = multilabel.build_model(997, 224, "mobilenetv2", "none", "hashtags")
-    save("hashtags", model, [f"tag{i}" for i in range(997)], 224, 0.5)
-    model, _ = multilabel.build_model(25, 224, "efficientnetb0", "none", "movie_genres")
-    save("movie_genres", model, [f"genre {i}" for i in range(25)], 224, 0.5)
-    recipe_bundles(root)
+    def wanted(task):
+        return only is None or task in only
+
+    if wanted("dog_breed"):
+        model, _ = classification.build_classifier(120, 300, "efficientnetb3", "none", "dog_breed", dense_units=512)
+        save("dog_breed", model, [f"breed {i}" for i in range(120)], 300)
+    if wanted("hashtags"):
+        model, _ = multilabel.build_model(997, 224, "mobilenetv2", "none", "hashtags")
+        save("hashtags", model, [f"tag{i}" for i in range(997)], 224, 0.5)
+    if wanted("movie_genres"):
+        model, _ = multilabel.build_model(25, 224, "efficientnetb0", "none", "movie_genres")
+        save("movie_genres", model, [f"genre {i}" for i in range(25)], 224, 0.5)
+    if wanted("age_gender") or wanted("caries"):
+        recipe_bundles(root)
 
 
 def recipe_bundles(root: Path) -> None:
@@ -138,30 +146,76 @@ def percentiles(samples):
     return np.percentile(samples, 50) * 1000, np.percentile(samples, 95) * 1000
 
 
+def throughput(base: str, api_name: str, photo: Path, options: list, clients: list[int], seconds: float):
+    """Requests per second with N clients sending back to back, for each N; and N / 1."""
+    import threading
+
+    import httpx
+
+    first = None
+    print(f"{api_name}: {'clients':>7} {'requests/s':>11} {'p50 ms':>8} {'vs 1 client':>12}")
+    for count in clients:
+        finished, stop = [], threading.Event()
+
+        def client():
+            http = httpx.Client(timeout=120)
+            while not stop.is_set():
+                started = time.perf_counter()
+                request(http, base, api_name, photo, options)
+                finished.append(time.perf_counter() - started)
+
+        threads = [threading.Thread(target=client) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        time.sleep(seconds / 6)  # warm-up: every client's first request in flight
+        done_before, started = len(finished), time.perf_counter()
+        time.sleep(seconds)
+        rate = (len(finished) - done_before) / (time.perf_counter() - started)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        first = first or rate
+        print(f"{'':>{len(api_name) + 1}} {count:>7} {rate:>11.2f} {np.percentile(finished, 50) * 1000:>8.0f}"
+              f" {rate / first:>11.2f}x", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models-dir")
     parser.add_argument("--full-size", action="store_true")
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--only", nargs="*", help="task names to measure (default: all)")
+    parser.add_argument("--clients", nargs="*", type=int, metavar="N",
+                        help="instead of latency: throughput with N clients sending back to back (e.g. 1 2 4 8)")
+    parser.add_argument("--seconds", type=float, default=30, help="with --clients: seconds per measurement")
     args = parser.parse_args()
 
     import httpx
 
     import app
+    from core import ui
     from tasks import TASKS
 
     models_dir = args.models_dir
     if args.full_size:
         models_dir = tempfile.mkdtemp(prefix="bench-models-")
-        full_size_bundles(Path(models_dir))
+        full_size_bundles(Path(models_dir), only=args.only)
     models = app.load_models(models_dir)
     demo = app.build_app(models)
-    demo.queue(default_concurrency_limit=4)
+    demo.queue(default_concurrency_limit=ui.CONCURRENCY, max_size=ui.QUEUE_SIZE)  # the app's own settings
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
     http = httpx.Client(timeout=120)
     base = url.rstrip("/") + "/gradio_api"
     folder = Path(tempfile.mkdtemp(prefix="bench-pictures-"))
+
+    if args.clients:
+        for task in TASKS:
+            if (not args.only or task.NAME in args.only) and models[task.NAME].bundle is not None:
+                photo = test_picture(task.NAME, folder)
+                throughput(base, task.API_NAME, photo, default_options(http, base, task.API_NAME), args.clients,
+                           args.seconds)
+        demo.close()
+        return
 
     print(f"{'tab':<14} {'request p50':>12} {'p95':>8} {'handler p50':>12} {'p95':>8} {'forward p50':>12} {'p95':>8}"
           f" {'req/fwd':>8} {'req/handler':>12}")

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 
 import gradio as gr
 
 from core.images import ImageError
 from core.source import Resolved
 
-# Requests of one tab run up to this many at a time (TensorFlow releases the GIL in its ops).
-CONCURRENCY = 4
+# Every tab's events share one limit (one concurrency group): the machine's cores are what they
+# share. Up to this many requests are in flight at once; those that reach the same network while
+# it runs share its next forward pass (core.bundle.CompiledNetwork). Measured in the README's
+# "Serving under load".
+CONCURRENCY = 8
+SHARED = {"concurrency_limit": CONCURRENCY, "concurrency_id": "models"}
+# Requests waiting beyond those in flight: past this, a request is refused at once with Gradio's
+# "queue is full" error (the page says so) instead of joining a backlog nobody waits for.
+QUEUE_SIZE = int(os.environ.get("QUEUE_SIZE", 64))
 MAX_FILE_SIZE = "25mb"
 DEMO_BANNER = "⚠️ **Demo model trained on synthetic data — its predictions mean nothing.**"
 
@@ -73,7 +81,7 @@ def label_tab(bundle, predict, api_name: str, image_label: str, result_label: st
         image = ImageUpload(type="filepath", sources=["upload", "clipboard"], label=image_label)
         result = gr.Label(num_top_classes=top_k, label=result_label)
     gr.Button(button, variant="primary").click(guarded(predict, bundle), inputs=image, outputs=result,
-                                               api_name=api_name, concurrency_limit=CONCURRENCY)
+                                               api_name=api_name, **SHARED)
     examples(bundle, image)
 
 
@@ -89,7 +97,7 @@ def multilabel_tab(bundle, predict, api_name: str, image_label: str, result_labe
     threshold = threshold_slider(bundle, noun)
     handler = guarded(predict, bundle)
     gr.Button(button, variant="primary").click(handler, inputs=[image, threshold], outputs=[labels, text],
-                                               api_name=api_name, concurrency_limit=CONCURRENCY)
+                                               api_name=api_name, **SHARED)
     rerun_on_release(threshold, handler, [image, threshold], [labels, text])
     examples(bundle, image)
 
@@ -101,7 +109,7 @@ def rerun_on_release(slider, handler, inputs, outputs):
     def rerun(picture, *options):
         return (gr.skip(),) * len(outputs) if picture is None else handler(picture, *options)
 
-    slider.release(rerun, inputs=inputs, outputs=outputs, api_visibility="private", concurrency_limit=CONCURRENCY)
+    slider.release(rerun, inputs=inputs, outputs=outputs, api_visibility="private", **SHARED)
 
 
 def example_files(bundle) -> list:

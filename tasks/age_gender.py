@@ -245,12 +245,12 @@ def tab(bundle: Bundle, ui):
     handler = ui.guarded(predict, bundle)
     outputs = [annotated, crops, angle, gender, age, summary, records]
     button.click(handler, inputs=[image, tilt_by], outputs=outputs, api_name=API_NAME,
-                 concurrency_limit=ui.CONCURRENCY)
+                 **ui.SHARED)
 
     def redo(picture, by):
         # Choosing the tilt before anything was uploaded changes nothing (and raises no error).
         return (gr.skip(),) * len(outputs) if picture is None else handler(picture, by)
 
     tilt_by.change(redo, inputs=[image, tilt_by], outputs=outputs, api_visibility="private",
-                   concurrency_limit=ui.CONCURRENCY)
+                   **ui.SHARED)
     ui.examples(bundle, image)

@@ -100,7 +100,7 @@ def tab(bundle: Bundle, ui):
     handler = ui.guarded(predict, bundle)
     outputs = [overlay, area, verdict]
     button.click(handler, inputs=[image, threshold, opacity], outputs=outputs, api_name=API_NAME,
-                 concurrency_limit=ui.CONCURRENCY)
+                 **ui.SHARED)
 
     for slider in (threshold, opacity):
         ui.rerun_on_release(slider, handler, [image, threshold, opacity], outputs)

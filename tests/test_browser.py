@@ -24,8 +24,16 @@ INSIDE_ITS_BLOCK = """element => { const block = element.closest('.block').getBo
 def run_example(page, tab: str, button: str, index: int = 0):
     """Open a tab, load one of its examples (the first by default) into the image input and press its button."""
     page.get_by_role("tab", name=tab).click()
+    # The picture in the tab's image input (the first image block), before and after the example.
+    shown = page.locator(".block.image-container img, [data-testid='image'] img").locator("visible=true").first
+    before = shown.get_attribute("src", timeout=1000) if shown.count() else None
     # The examples' own gallery: an output gallery's thumbnails are buttons too.
     page.locator("div.gallery > button.gallery-item").locator("visible=true").nth(index).click()
+    # Press the button only once the example is in the input: on a busy machine it arrives later,
+    # and the button would send the previous picture, or none.
+    page.wait_for_function("([selector, before]) => { const img = [...document.querySelectorAll(selector)]"
+                           ".find(e => e.offsetParent !== null); return img && img.src && img.src !== before; }",
+                           arg=[".block.image-container img, [data-testid='image'] img", before], timeout=30_000)
     page.get_by_role("button", name=button).click()
 
 

@@ -1,0 +1,130 @@
+"""Serving under load: concurrent calls share forward passes; a full queue refuses at once and the
+server goes on serving."""
+
+import json
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import running_app
+from core.bundle import CompiledNetwork
+
+
+@pytest.fixture(scope="module")
+def network():
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 3, activation="relu")(inputs))
+    model = keras.Model(inputs, {"a": layers.Dense(3)(x), "b": layers.Dense(1)(x)})
+    return model
+
+
+def test_concurrent_calls_share_forward_passes_and_each_gets_its_own_result(network):
+    compiled = CompiledNetwork(network, max_batch=4)
+    sizes, first_pass, all_waiting = [], threading.Event(), threading.Event()
+    traced = compiled._call
+
+    def counting(x):  # the real traced call, holding the first pass until every caller waits
+        sizes.append(len(x))
+        if len(sizes) == 1:
+            first_pass.set()
+            all_waiting.wait(10)
+        return traced(x)
+
+    compiled._call = counting
+    rng = np.random.default_rng(0)
+    pictures = [rng.uniform(0, 255, (1, 8, 8, 3)).astype(np.float32) for _ in range(7)]
+    results = [None] * 7
+
+    def call(i):
+        results[i] = compiled(pictures[i])
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(7)]
+    threads[0].start()
+    first_pass.wait(10)
+    for thread in threads[1:]:
+        thread.start()
+    while len(compiled._waiting) < 6:  # the six others queue behind the running pass
+        threading.Event().wait(0.01)
+    all_waiting.set()
+    for thread in threads:
+        thread.join(10)
+
+    assert sizes[0] == 1 and sum(sizes) == 7 and max(sizes) <= 4 and len(sizes) <= 3, sizes
+    for picture, result in zip(pictures, results):
+        alone = network(picture, training=False)
+        for key in ("a", "b"):
+            assert result[key].shape == (1, *alone[key].shape[1:])
+            np.testing.assert_allclose(result[key], alone[key].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_bad_input_fails_only_its_own_call(network):
+    compiled = CompiledNetwork(network)
+    good = np.zeros((2, 8, 8, 3), np.float32)
+    inputs = {"good": good, "bad": np.zeros((1, 9, 9, 3), np.float32)}
+    outcome = {}
+    compiled._busy = True  # a pass is running: both calls wait and will share the next one
+
+    def call(name):
+        try:
+            outcome[name] = compiled(inputs[name])
+        except Exception as error:
+            outcome[name] = error
+
+    threads = [threading.Thread(target=call, args=(name,)) for name in inputs]
+    for thread in threads:
+        thread.start()
+    while len(compiled._waiting) < 2:
+        threading.Event().wait(0.01)
+    with compiled._turn:
+        compiled._busy = False
+        compiled._turn.notify_all()
+    for thread in threads:
+        thread.join(10)
+    assert isinstance(outcome["bad"], Exception)
+    assert outcome["good"]["a"].shape == (2, 3)
+
+
+def test_a_full_queue_refuses_at_once_and_the_server_keeps_serving(dog_bundle, models_with, tmp_path):
+    import httpx
+
+    # A large photo: each request spends a while decoding it, so 40 calls made at once overrun
+    # the 8 that run and the 2 that may wait.
+    noise = np.random.default_rng(0).integers(0, 255, (3000, 4000, 3), dtype=np.uint8)
+    photo = tmp_path / "large.jpg"
+    Image.fromarray(noise).save(photo, quality=95)
+    root = models_with(dog_breed=dog_bundle)
+    with running_app(root, env={"QUEUE_SIZE": "2"}) as url, httpx.Client(timeout=120) as http:
+        base = url + "gradio_api"
+        with open(photo, "rb") as handle:
+            path = http.post(f"{base}/upload", files={"files": ("large.jpg", handle, "image/jpeg")}).json()[0]
+        data = {"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}]}
+        answers = [http.post(f"{base}/call/dog_breed", json=data) for _ in range(40)]
+        refused = [a for a in answers if a.status_code == 503]
+        accepted = [a for a in answers if a.status_code == 200]
+        assert refused and accepted, [a.status_code for a in answers]
+        assert all("Queue is full" in a.text for a in refused), refused[0].text
+        for answer in accepted:  # what was accepted is answered
+            assert result(http, base, answer.json()["event_id"]) is not None
+        # Afterwards the server serves as before.
+        again = http.post(f"{base}/call/dog_breed", json=data)
+        assert again.status_code == 200
+        label = result(http, base, again.json()["event_id"])[0]
+        assert label["label"] in json.loads((dog_bundle / "task.json").read_text())["labels"]
+
+
+def result(http, base: str, event_id: str):
+    """The event stream's completed data (None if it ended otherwise)."""
+    kind = None
+    with http.stream("GET", f"{base}/call/dog_breed/{event_id}") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                kind = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and kind in ("complete", "error"):
+                return json.loads(line[5:]) if kind == "complete" else None
+    return None
