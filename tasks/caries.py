@@ -31,12 +31,17 @@ def predict(bundle: Bundle, image, threshold: float | None = None, opacity: floa
     says so); areas are counted on those masks. Each mask's values are the opacity where
     the class is present and 0 elsewhere: gr.AnnotatedImage uses them as the overlay's alpha.
     """
+    picture = load_image(image)
+    pixels, box = letterbox(picture, bundle.input_size[0])
+    return from_output(bundle, image, picture, box, bundle.network("segmenter")(pixels[None])[0], threshold, opacity)
+
+
+def from_output(bundle: Bundle, image, picture, box, output, threshold: float | None = None, opacity: float = 0.5):
+    """The network's output for one letterboxed picture -> what `predict` returns (also for batches:
+    predict.py); `image` is the upload itself, whose header gives its original size."""
     threshold = float(bundle.metadata["thresholds"]["global"] if threshold is None else threshold)
     opacity = float(np.clip(opacity, 0.0, 1.0))
-    picture = load_image(image)
-    side = bundle.input_size[0]
-    pixels, box = letterbox(picture, side)
-    probabilities = restore(bundle.network("segmenter")(pixels[None])[0], box)
+    probabilities = restore(output, box)
     masks = lesion_masks(probabilities, bundle.metadata["activation"], threshold)
     rows = areas(masks, bundle.labels)
     table = [[row["class"], row["pixels"], round(float(row["percent"]), 3)] for row in rows]

@@ -18,7 +18,11 @@ TOP_K = 5
 
 def predict(bundle: Bundle, image) -> dict[str, float]:
     """Image (path, bytes or PIL) -> {breed name: probability} for the top 5 breeds."""
-    probabilities = bundle.scores(image)
+    return from_scores(bundle, bundle.scores(image))
+
+
+def from_scores(bundle: Bundle, probabilities) -> dict[str, float]:
+    """The network's output for one image -> what `predict` returns (also for batches: predict.py)."""
     top = np.argsort(probabilities)[::-1][:TOP_K]
     return {bundle.labels[i]: float(probabilities[i]) for i in top}
 

@@ -18,7 +18,11 @@ BELOW = " (below threshold)"
 
 def predict(bundle: Bundle, image, threshold: float | None = None) -> tuple[dict[str, float], str]:
     """Image -> ({tag: score} for the tags that pass, or the top 5 marked below threshold; "#a #b" line)."""
-    scores = bundle.scores(image)
+    return from_scores(bundle, bundle.scores(image), threshold)
+
+
+def from_scores(bundle: Bundle, scores, threshold: float | None = None) -> tuple[dict[str, float], str]:
+    """The network's output for one image -> what `predict` returns (also for batches: predict.py)."""
     decisions = decide(scores, bundle.labels, label_thresholds(bundle.metadata, threshold),
                        bundle.metadata.get("max_labels", 10), FALLBACK_K)
     tags = {d.label + ("" if d.passed else BELOW): d.score for d in decisions}

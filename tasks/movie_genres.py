@@ -19,7 +19,11 @@ TOP_K = 3
 
 def predict(bundle: Bundle, image, threshold: float | None = None) -> tuple[dict[str, float], str]:
     """Poster -> ({genre: probability} for the 3 most likely, a sentence naming those that pass)."""
-    scores = bundle.scores(image)
+    return from_scores(bundle, bundle.scores(image), threshold)
+
+
+def from_scores(bundle: Bundle, scores, threshold: float | None = None) -> tuple[dict[str, float], str]:
+    """The network's output for one image -> what `predict` returns (also for batches: predict.py)."""
     thresholds = label_thresholds(bundle.metadata, threshold)
     top = np.argsort(-scores, kind="stable")[:TOP_K]
     genres = {bundle.labels[i]: float(scores[i]) for i in top}

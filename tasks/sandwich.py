@@ -16,7 +16,11 @@ REQUIRES = ("networks.classifier", "labels", "input.size")
 
 def predict(bundle: Bundle, image) -> dict[str, float]:
     """Photo -> {class: probability} for every class, most likely first."""
-    probabilities = bundle.scores(image)
+    return from_scores(bundle, bundle.scores(image))
+
+
+def from_scores(bundle: Bundle, probabilities) -> dict[str, float]:
+    """The network's output for one image -> what `predict` returns (also for batches: predict.py)."""
     ranked = sorted(zip(bundle.labels, probabilities), key=lambda pair: -pair[1])
     return {label: float(p) for label, p in ranked}
 
