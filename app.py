@@ -1,10 +1,11 @@
 """The vision demos: one tab per task, each backed by a Keras model bundle.
 
-    python app.py [--models-dir DIR] [--hub-config FILE] [--host HOST] [--port PORT]
+    python app.py [--models-dir DIR] [--hub-config FILE] [--host HOST] [--port PORT] [--build-demos]
 
 Each tab's model comes from, in order: a local bundle (`<models-dir>/<task>/`),
 the task's Hub repo at the commit pinned in models/hub.json, or the synthetic
-demo bundle (`python -m training.demo`). Models load once, at start.
+demo bundle (`python -m training.demo`; `--build-demos` or BUILD_DEMOS=1 builds
+the missing ones first, as a Space does on start). Models load once, at start.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def build_app(models: dict) -> gr.Blocks:
             resolved = models[task.NAME]
             with gr.Tab(task.TITLE, id=task.NAME):
                 gr.Markdown(task.DESCRIPTION)
-                gr.Markdown(ui.status(resolved), elem_id=f"{task.NAME}-status")
+                gr.Markdown(ui.status(resolved, task.headline), elem_id=f"{task.NAME}-status")
                 if resolved.bundle is not None:
                     task.tab(resolved.bundle, ui)
     return demo
@@ -46,17 +47,28 @@ def main(argv=None):
     parser.add_argument("--models-dir", help="root of the local bundles (default: models/, or $MODELS_DIR)")
     parser.add_argument("--hub-config", help="Hub pins per task (default: models/hub.json, or $HUB_CONFIG)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--port", type=int,
+                        help="serve on this port, or fail if it is taken (default: the first free one from 7860, "
+                             "or from $GRADIO_SERVER_PORT)")
+    parser.add_argument("--build-demos", action="store_true", default=os.environ.get("BUILD_DEMOS") == "1",
+                        help="first build the demo model of every tab that has none (also BUILD_DEMOS=1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
+    if args.build_demos:
+        from training import demo
+
+        demo.build_missing(source.models_dir(args.models_dir), source.read_hub_config(args.hub_config))
     models = load_models(args.models_dir, args.hub_config)
     for name, resolved in models.items():
         logging.getLogger("app").info("%s: %s %s", name, resolved.origin or "no model", " ".join(resolved.notices))
-    demo = build_app(models)
-    demo.queue(default_concurrency_limit=ui.CONCURRENCY)
-    demo.launch(server_name=args.host, server_port=args.port, max_file_size=ui.MAX_FILE_SIZE,
-                allowed_paths=[str(source.models_dir(args.models_dir))], show_error=True)
+    demo_app = build_app(models)
+    demo_app.queue(default_concurrency_limit=ui.CONCURRENCY)
+    # Only the files the page shows (the examples) can be fetched, not the bundles around them.
+    shown = [str(path) for resolved in models.values() if resolved.bundle is not None
+             for path in ui.example_files(resolved.bundle)]
+    demo_app.launch(server_name=args.host, server_port=args.port, max_file_size=ui.MAX_FILE_SIZE,
+                    allowed_paths=shown, show_error=True)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = ROOT / "models"
 DEFAULT_HUB_CONFIG = ROOT / "models" / "hub.json"
 DEMO_COMMAND = "python -m training.demo"
+COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass
@@ -30,11 +32,15 @@ class HubPin:
 
 @dataclass
 class Resolved:
-    """The outcome for one task: a bundle (or None), where it came from, and notices."""
+    """The outcome for one task: a bundle (or None), where it came from, and notices.
+
+    `origin` is the full path or `repo@commit` (for the log); `described` says it for people,
+    without the server's own paths."""
 
     bundle: Bundle | None
     origin: str = ""
     notices: list[str] = field(default_factory=list)
+    described: str = ""
 
 
 def models_dir(override: str | os.PathLike | None = None) -> Path:
@@ -48,10 +54,15 @@ def read_hub_config(path=None) -> dict[str, HubPin]:
         return {}
     entries = json.loads(path.read_text())
     return {
-        task: HubPin(entry["repo_id"], entry.get("revision") or "main")
+        task: HubPin(entry["repo_id"], str(entry.get("revision") or ""))
         for task, entry in entries.items()
         if isinstance(entry, dict) and entry.get("repo_id")
     }
+
+
+def on_a_space() -> bool:
+    """Running as a Hugging Face Space (the Hub sets SPACE_ID): notices then speak to its owner."""
+    return bool(os.environ.get("SPACE_ID"))
 
 
 def download_pinned(pin: HubPin) -> Path:
@@ -72,16 +83,24 @@ def resolve(task: str, train_command: str, local_root: Path, hub: dict[str, HubP
     local = local_root / task
     if local.exists():
         try:
-            return Resolved(load_bundle(local, task, required), origin=str(local), notices=notices)
+            return Resolved(load_bundle(local, task, required), origin=str(local), notices=notices,
+                            described=f"local bundle `{local_root.name}/{task}`")
         except BundleError as error:
             notices.append(f"The local model is broken: {error}. Retrain it with `{train_command}`.")
 
     pin = hub.get(task)
-    if pin is not None:
+    if pin is not None and not COMMIT.fullmatch(pin.revision):
+        notices.append(
+            f"models/hub.json names {pin.repo_id} for '{task}' " +
+            (f"at '{pin.revision}', which is not a commit" if pin.revision else "without a revision") +
+            ": a branch moves, so it is not used. Pin the 40-character commit id that the push printed "
+            "(or one from the repo's history): \"revision\": \"<commit>\".")
+    elif pin is not None:
         try:
             snapshot = download_pinned(pin)
             bundle = load_bundle(snapshot, task, required)
-            return Resolved(bundle, origin=f"{pin.repo_id}@{pin.revision}", notices=notices)
+            return Resolved(bundle, origin=f"{pin.repo_id}@{pin.revision}", notices=notices,
+                            described=f"`{pin.repo_id}@{pin.revision}` (Hugging Face Hub)")
         except BundleError as error:
             notices.append(f"The Hub model {pin.repo_id}@{pin.revision} is broken: {error}.")
         except Exception as error:  # network, auth, missing revision, offline without cache
@@ -95,14 +114,21 @@ def resolve(task: str, train_command: str, local_root: Path, hub: dict[str, HubP
     demo = local_root / "demo" / task
     if demo.exists():
         try:
-            return Resolved(load_bundle(demo, task, required), origin=str(demo), notices=notices)
+            return Resolved(load_bundle(demo, task, required), origin=str(demo), notices=notices,
+                            described=f"demo bundle `{local_root.name}/demo/{task}`")
         except BundleError as error:
             notices.append(f"The demo model is broken: {error}. Rebuild it with `{DEMO_COMMAND}`.")
 
-    notices.append(
-        f"No model for this tab. Train one with `{train_command}`, build the demo models with "
-        f"`{DEMO_COMMAND}`, or pin a Hub repo for '{task}' in models/hub.json."
-    )
+    if on_a_space():
+        notices.append(
+            f"No model for this tab yet. To the owner of this Space: pin a trained model's Hub repo for "
+            f"'{task}' in models/hub.json (and run `python space.py` to preload it), or set the Space "
+            f"variable BUILD_DEMOS=1 to build a demo model when the Space starts.")
+    else:
+        notices.append(
+            f"No model for this tab. Train one with `{train_command}`, build the demo models with "
+            f"`{DEMO_COMMAND}` (or start the app with --build-demos), or pin a Hub repo for '{task}' in "
+            f"models/hub.json.")
     return Resolved(None, notices=notices)
 
 

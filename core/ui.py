@@ -41,14 +41,17 @@ def guarded(predict, bundle):
 
     def handler(image, *options):
         if image is None:
-            raise gr.Error("Upload an image first.")
+            raise gr.Error("Upload an image first.", print_exception=False)
         try:
             return predict(bundle, image, *options)
         except ImageError as error:
-            raise gr.Error(str(error)) from None
+            # The user's mistake, not the server's: one line in the log, no traceback.
+            log.info("rejected upload: %s", error)
+            raise gr.Error(str(error), print_exception=False) from None
         except Exception:
             log.exception("prediction failed")
-            raise gr.Error("The model failed on this image; the server log has the details.") from None
+            raise gr.Error("The model failed on this image; the server log has the details.",
+                           print_exception=False) from None
 
     # Gradio names the endpoint's parameters after the handler's (the API page, gradio_client's
     # keywords): give it predict's, less the bundle, rather than param_1, param_2.
@@ -84,31 +87,60 @@ def multilabel_tab(bundle, predict, api_name: str, image_label: str, result_labe
             labels = gr.Label(num_top_classes=top_k, label=result_label)
             text = gr.Textbox(label=text_label, buttons=["copy"] if copy else None, interactive=False)
     threshold = threshold_slider(bundle, noun)
-    gr.Button(button, variant="primary").click(guarded(predict, bundle), inputs=[image, threshold],
-                                               outputs=[labels, text], api_name=api_name,
-                                               concurrency_limit=CONCURRENCY)
+    handler = guarded(predict, bundle)
+    gr.Button(button, variant="primary").click(handler, inputs=[image, threshold], outputs=[labels, text],
+                                               api_name=api_name, concurrency_limit=CONCURRENCY)
+    rerun_on_release(threshold, handler, [image, threshold], [labels, text])
     examples(bundle, image)
 
 
-def examples(bundle, image_input):
-    """The bundle's own example images (held-out photos, or the demo generator's pictures)."""
+def rerun_on_release(slider, handler, inputs, outputs):
+    """Run the tab again when the user lets go of a slider (not an endpoint of its own); before
+    anything is uploaded, moving it changes nothing."""
+
+    def rerun(picture, *options):
+        return (gr.skip(),) * len(outputs) if picture is None else handler(picture, *options)
+
+    slider.release(rerun, inputs=inputs, outputs=outputs, api_visibility="private", concurrency_limit=CONCURRENCY)
+
+
+def example_files(bundle) -> list:
+    """The bundle's example images (held-out photos, or the demo generator's pictures)."""
     folder = bundle.path / "examples"
-    files = sorted(str(p) for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
+    return sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
+
+
+def examples(bundle, image_input):
+    files = example_files(bundle)
     if files:
-        gr.Examples(examples=[[f] for f in files], inputs=image_input, label="Examples")
+        gr.Examples(examples=[[str(f)] for f in files], inputs=image_input, label="Examples")
 
 
-def status(resolved: Resolved) -> str:
-    """Markdown: demo banner, notices, where the model came from and its held-out metrics."""
+def status(resolved: Resolved, headline=None) -> str:
+    """Markdown: demo banner, notices, where the model came from in words, and a small table of the
+    held-out figures that matter for the task (`headline(metadata)`: rows of name, value, baseline)."""
     lines = []
     if resolved.bundle is not None and resolved.bundle.is_demo:
         lines.append(DEMO_BANNER)
     lines += [f"⚠️ {notice}" for notice in resolved.notices]
     if resolved.bundle is not None:
-        metrics = resolved.bundle.metadata.get("metrics", {})
-        figures = ", ".join(
-            f"{name.replace('_', ' ')} {value:.3f}" for name, value in metrics.items()
-            if isinstance(value, float)
-        )
-        lines.append(f"Model: `{resolved.origin}` · held-out: {figures or 'no metrics recorded'}")
+        lines.append(f"Model: {resolved.described or resolved.origin}")
+        rows = headline(resolved.bundle.metadata) if headline else []
+        if rows:
+            table = ["| held-out (test split) | model | baseline |", "|---|---|---|"]
+            table += [f"| {name} | {_figure(value)} | {_baseline(baseline)} |" for name, value, baseline in rows]
+            lines.append("\n".join(table))
+        else:
+            lines.append("No held-out figures recorded for this model.")
     return "\n\n".join(lines)
+
+
+def _figure(value) -> str:
+    return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def _baseline(baseline) -> str:
+    if not baseline or baseline[0] is None:
+        return "—"
+    value, name = baseline
+    return f"{_figure(value)} ({name})"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from core import faces
+from core import faces, scores
 from core.bundle import Bundle
 from core.images import load_image, upright_size
 
@@ -26,6 +26,8 @@ TRAIN_COMMAND = "python -m training.age_gender --data DIR --out models/age_gende
 # The task.json keys this tab reads: a bundle without one is refused at start, with a notice.
 REQUIRES = ("networks.rotation", "networks.gender_age", "labels", "input.size", "rotation.loss", "age.rmse",
             "face.crop_scale")
+# The held-out figures shown under the model, next to their baselines.
+headline = scores.age_gender_headline
 NO_FACE = "No face found: the results are for the whole picture, taken as one centred face."
 BOX_COLOURS = ["#ff3b30", "#34c759", "#007aff", "#ff9500", "#af52de", "#00c7be"]
 SHOWN_SIDE = 160  # straightened crops are shown at this size

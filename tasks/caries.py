@@ -7,6 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
+from core import scores
 from core.bundle import Bundle
 from core.images import WORKING_SIDE, load_image
 from core.segmentation import areas, colors, lesion_masks, letterbox, restore
@@ -20,6 +21,8 @@ TRAIN_COMMAND = ("python -m training.caries_masks --annotations EXPORT --images 
                  " && python -m training.caries --data data/caries --out models/caries")
 # The task.json keys this tab reads: a bundle without one is refused at start, with a notice.
 REQUIRES = ("networks.segmenter", "labels", "input.size", "thresholds.global", "activation")
+# The held-out figures shown under the model, next to their baselines.
+headline = scores.segmentation_headline
 HEADERS = ["Class", "Pixels", "% of image"]
 
 
@@ -99,11 +102,6 @@ def tab(bundle: Bundle, ui):
     button.click(handler, inputs=[image, threshold, opacity], outputs=outputs, api_name=API_NAME,
                  concurrency_limit=ui.CONCURRENCY)
 
-    def redraw(picture, *options):
-        # Moving a slider before anything was uploaded changes nothing (and raises no error).
-        return (gr.skip(),) * len(outputs) if picture is None else handler(picture, *options)
-
     for slider in (threshold, opacity):
-        slider.release(redraw, inputs=[image, threshold, opacity], outputs=outputs, api_visibility="private",
-                       concurrency_limit=ui.CONCURRENCY)
+        ui.rerun_on_release(slider, handler, [image, threshold, opacity], outputs)
     ui.examples(bundle, image)

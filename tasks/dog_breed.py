@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from core import scores
 from core.bundle import Bundle
 
 NAME = "dog_breed"
@@ -13,6 +14,8 @@ DESCRIPTION = "Upload a photo of a dog: the model names the five most likely of 
 TRAIN_COMMAND = "python -m training.dog_breed --data DIR --out models/dog_breed"
 # The task.json keys this tab reads: a bundle without one is refused at start, with a notice.
 REQUIRES = ("networks.classifier", "labels", "input.size")
+# The held-out figures shown under the model, next to their baselines.
+headline = scores.classifier_headline
 TOP_K = 5
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core import scores
 from core.bundle import Bundle
 from core.multilabel import decide, label_thresholds
 
@@ -12,6 +13,8 @@ DESCRIPTION = "Upload a photo: the model suggests hashtags, most confident first
 TRAIN_COMMAND = "python -m training.hashtags --data DIR --out models/hashtags"
 # The task.json keys this tab reads: a bundle without one is refused at start, with a notice.
 REQUIRES = ("networks.classifier", "labels", "input.size", "thresholds.global", "thresholds.per_label")
+# The held-out figures shown under the model, next to their baselines.
+headline = scores.multilabel_headline
 FALLBACK_K = 5
 BELOW = " (below threshold)"
 

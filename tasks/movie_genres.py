@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from core import scores
 from core.bundle import Bundle
 from core.multilabel import label_thresholds
 
@@ -14,6 +15,8 @@ DESCRIPTION = "Upload a movie poster: the model gives its three most likely genr
 TRAIN_COMMAND = "python -m training.movie_genres --data DIR --out models/movie_genres"
 # The task.json keys this tab reads: a bundle without one is refused at start, with a notice.
 REQUIRES = ("networks.classifier", "labels", "input.size", "thresholds.global", "thresholds.per_label")
+# The held-out figures shown under the model, next to their baselines.
+headline = scores.multilabel_headline
 TOP_K = 3
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core import scores
 from core.bundle import Bundle
 
 NAME = "sandwich"
@@ -12,6 +13,8 @@ TRAIN_COMMAND = ('python -m training.open_images --classes "Hamburger" "Sandwich
                  " && python -m training.sandwich --data data/sandwich/images_cropped --out models/sandwich")
 # The task.json keys this tab reads: a bundle without one is refused at start, with a notice.
 REQUIRES = ("networks.classifier", "labels", "input.size")
+# The held-out figures shown under the model, next to their baselines.
+headline = scores.classifier_headline
 
 
 def predict(bundle: Bundle, image) -> dict[str, float]:

@@ -35,7 +35,7 @@ def dog_bundle(dogs_data, tmp_path_factory):
     from training import dog_breed
 
     out = tmp_path_factory.mktemp("bundles") / "dog_breed"
-    dog_breed.main(["--data", str(dogs_data), "--out", str(out), *QUICK_TRAINING])
+    dog_breed.main(["--data", str(dogs_data), "--out", str(out), *QUICK_TRAINING, "--with-examples"])
     return out
 
 
@@ -139,7 +139,7 @@ def hashtag_bundle(harrison_data, tmp_path_factory):
     from training import hashtags
 
     out = tmp_path_factory.mktemp("bundles") / "hashtags"
-    hashtags.main(["--data", str(harrison_data), "--out", str(out), *QUICK_TRAINING])
+    hashtags.main(["--data", str(harrison_data), "--out", str(out), *QUICK_TRAINING, "--with-examples"])
     return out
 
 
@@ -166,7 +166,7 @@ def genre_bundle(poster_data, tmp_path_factory):
     from training import movie_genres
 
     out = tmp_path_factory.mktemp("bundles") / "movie_genres"
-    movie_genres.main(["--data", str(poster_data), "--out", str(out), *QUICK_TRAINING])
+    movie_genres.main(["--data", str(poster_data), "--out", str(out), *QUICK_TRAINING, "--with-examples"])
     return out
 
 
@@ -197,7 +197,7 @@ def age_gender_trained(faces_data, tmp_path_factory):
     from training import age_gender
 
     out = tmp_path_factory.mktemp("bundles") / "age_gender"
-    metrics = age_gender.main(["--data", str(faces_data), "--out", str(out), *QUICK_AGE_GENDER])
+    metrics = age_gender.main(["--data", str(faces_data), "--out", str(out), *QUICK_AGE_GENDER, "--with-examples"])
     return out, metrics
 
 
@@ -222,5 +222,5 @@ def caries_bundle(caries_data, tmp_path_factory):
     from training import caries
 
     out = tmp_path_factory.mktemp("bundles") / "caries"
-    caries.main(["--data", str(caries_data), "--out", str(out), *QUICK_CARIES])
+    caries.main(["--data", str(caries_data), "--out", str(out), *QUICK_CARIES, "--with-examples"])
     return out

@@ -1,8 +1,10 @@
 """A small Hugging Face Hub on loopback, for tests: the endpoints huggingface_hub
-uses to create a repo, commit files (regular, base64 in the NDJSON commit) and
-download a snapshot at a revision. Repos live in memory; every commit gets a
-40-hex id, so pinning by commit is real. Unknown routes answer 404 and are
-recorded, so a test notices when the client starts using a new endpoint.
+uses to create a repo, commit files (regular, base64 in the NDJSON commit; deletions)
+and download a snapshot at a revision, for model and dataset repos (two namespaces,
+as on the Hub: /api/models/... and /api/datasets/..., /{repo}/resolve/... and
+/datasets/{repo}/resolve/...). Repos live in memory; every commit gets a 40-hex id,
+so pinning by commit is real. Unknown routes answer 404 and are recorded, so a test
+notices when the client starts using a new endpoint.
 """
 
 from __future__ import annotations
@@ -19,6 +21,12 @@ from urllib.parse import unquote, urlparse
 from loopback import LoopbackServer
 
 
+def hub_env(hub_url, hf_home, **extra) -> dict:
+    """The environment that points huggingface_hub (in a child process) at a loopback Hub."""
+    return {"HF_ENDPOINT": hub_url, "HF_TOKEN": "hf_loopback_token", "HF_HOME": str(hf_home),
+            "HF_HUB_DISABLE_TELEMETRY": "1", **extra}
+
+
 def git_blob_id(data: bytes) -> str:
     """The id git (and the Hub, as ETag of a regular file) gives a file's content."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
@@ -26,19 +34,29 @@ def git_blob_id(data: bytes) -> str:
 
 class FakeHub(LoopbackServer):
     def __init__(self):
-        self.repos: dict[str, dict] = {}  # repo_id -> {"commits": {sha: {path: bytes}}, "refs": {"main": sha}}
+        # repo_id -> {"commits": {sha: {path: bytes}}, "refs": {"main": sha}, "private": bool}
+        self.repos: dict[str, dict] = {}  # model repos
+        self.datasets: dict[str, dict] = {}  # dataset repos
         self.requests: list[tuple[str, str]] = []
         self.unknown: list[tuple[str, str]] = []
         self.validated_cards: list[dict] = []
         self.lock = threading.Lock()
         super().__init__(self._handler())
 
-    def commit(self, repo_id: str, files: dict[str, bytes]) -> str:
-        """Add a commit on main holding the previous files plus `files`; returns its id."""
+    def store(self, kind: str) -> dict[str, dict]:
+        """The repos of a kind, as the API names it ("models", "datasets") or as a repo_type."""
+        return self.datasets if kind in ("datasets", "dataset") else self.repos
+
+    def commit(self, repo_id: str, files: dict[str, bytes], repo_type: str = "model", deleted=()) -> str:
+        """Add a commit on main holding the previous files plus `files`, less `deleted` (paths, or
+        folders ending in /); returns its id."""
         with self.lock:
-            repo = self.repos.setdefault(repo_id, {"commits": {}, "refs": {}})
+            repo = self.store(repo_type).setdefault(repo_id, {"commits": {}, "refs": {}, "private": False})
             parent = repo["refs"].get("main")
             tree = dict(repo["commits"][parent]) if parent else {}
+            for path in deleted:
+                for name in [n for n in tree if n == path or (path.endswith("/") and n.startswith(path))]:
+                    del tree[name]
             tree.update(files)
             digest = hashlib.sha1(json.dumps([parent, sorted((k, hashlib.sha1(v).hexdigest()) for k, v in tree.items())]).encode())
             sha = digest.hexdigest()
@@ -49,10 +67,12 @@ class FakeHub(LoopbackServer):
     def downloads(self) -> list[str]:
         return [path for method, path in self.requests if method == "GET" and "/resolve/" in path]
 
-    def _tree(self, repo_id: str, revision: str):
-        repo = self.repos.get(repo_id)
+    def _tree(self, kind: str, repo_id: str, revision: str):
+        repo = self.store(kind).get(repo_id)
         if repo is None:
             return None, None
+        if not repo["commits"] and revision == "main":
+            return None, {}  # a repo just created: the Hub's holds only .gitattributes
         sha = repo["refs"].get(revision, revision)
         return sha, repo["commits"].get(sha)
 
@@ -101,35 +121,44 @@ class FakeHub(LoopbackServer):
                 if self.command == "POST" and path == "/api/repos/create":
                     payload = json.loads(self._body() or b"{}")
                     repo_id = f"{payload['organization']}/{payload['name']}" if payload.get("organization") else payload["name"]
+                    kind = payload.get("type") or "model"
                     with hub.lock:
-                        hub.repos.setdefault(repo_id, {"commits": {}, "refs": {}})
-                    return self._send(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id})
+                        hub.store(kind).setdefault(repo_id, {"commits": {}, "refs": {},
+                                                             "private": payload.get("visibility") == "private"})
+                    prefix = "datasets/" if kind == "dataset" else ""
+                    return self._send(200, {"url": f"{hub.url}/{prefix}{repo_id}", "name": repo_id})
                 if self.command == "POST" and path == "/api/validate-yaml":
                     return self._validate_yaml(json.loads(self._body())["content"])
-                match = re.fullmatch(r"/api/models/([^/]+/[^/]+)/preupload/(.+)", path)
+                match = re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)/preupload/(.+)", path)
                 if self.command == "POST" and match:
                     files = json.loads(self._body())["files"]
                     return self._send(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
-                match = re.fullmatch(r"/api/models/([^/]+/[^/]+)/commit/(.+)", path)
+                match = re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)/commit/(.+)", path)
                 if self.command == "POST" and match:
-                    files = {}
+                    kind, repo_id, _ = match.groups()
+                    if repo_id not in hub.store(kind):
+                        return self._send(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+                    files, deleted = {}, []
                     for line in self._body().decode().splitlines():
                         item = json.loads(line)
                         if item["key"] == "file":
                             files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
-                    sha = hub.commit(match.group(1), files)
-                    return self._send(200, {"commitUrl": f"{hub.url}/{match.group(1)}/commit/{sha}", "commitOid": sha})
-                match = re.fullmatch(r"/api/models/([^/]+/[^/]+)/revision/(.+)", path)
+                        elif item["key"] in ("deletedFile", "deletedFolder"):
+                            deleted.append(item["value"]["path"].rstrip("/") + ("/" if item["key"] == "deletedFolder" else ""))
+                    sha = hub.commit(repo_id, files, kind, deleted)
+                    return self._send(200, {"commitUrl": f"{hub.url}/{repo_id}/commit/{sha}", "commitOid": sha})
+                match = re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)/revision/(.+)", path)
                 if self.command == "GET" and match:
-                    sha, tree = hub._tree(*match.groups())
+                    kind, repo_id, revision = match.groups()
+                    sha, tree = hub._tree(kind, repo_id, revision)
                     if tree is None:
                         return self._send(404, {"error": "Revision not found"}, {"X-Error-Code": "RevisionNotFound"})
                     siblings = [{"rfilename": name, "size": len(data)} for name, data in sorted(tree.items())]
-                    return self._send(200, {"id": match.group(1), "modelId": match.group(1), "sha": sha,
-                                            "siblings": siblings, "private": False, "tags": []})
-                match = re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)(?:/(.*))?", path)
+                    return self._send(200, {"id": repo_id, **({"modelId": repo_id} if kind == "models" else {}), "sha": sha,
+                                            "siblings": siblings, "private": hub.store(kind)[repo_id]["private"], "tags": []})
+                match = re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)/tree/([^/]+)(?:/(.*))?", path)
                 if self.command == "GET" and match:
-                    sha, tree = hub._tree(match.group(1), match.group(2))
+                    sha, tree = hub._tree(match.group(1), match.group(2), match.group(3))
                     if tree is None:
                         return self._send(404, {"error": "Revision not found"}, {"X-Error-Code": "RevisionNotFound"})
                     folders = sorted({name.rsplit("/", 1)[0] for name in tree if "/" in name})
@@ -137,10 +166,10 @@ class FakeHub(LoopbackServer):
                     entries += [{"type": "file", "path": name, "size": len(data), "oid": git_blob_id(data)}
                                 for name, data in sorted(tree.items())]
                     return self._send(200, entries)
-                match = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
+                match = re.fullmatch(r"/(datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
                 if self.command in ("GET", "HEAD") and match:
-                    repo_id, revision, filename = match.groups()
-                    sha, tree = hub._tree(repo_id, revision)
+                    prefix, repo_id, revision, filename = match.groups()
+                    sha, tree = hub._tree("datasets" if prefix else "models", repo_id, revision)
                     if tree is None:
                         return self._send(404, {"error": "Revision not found"}, {"X-Error-Code": "RevisionNotFound"})
                     if filename not in tree:

@@ -1,5 +1,5 @@
-"""Open Images for tests: a stand-in for Flickr on loopback, and metadata CSVs in the
-real layouts.
+"""Open Images for tests: a stand-in for Flickr on loopback (a second one stands in for the
+CVDF's mirror, which serves /{subset}/{ImageID}.jpg), and metadata CSVs in the real layouts.
 
 Each path of the server answers a planned sequence of responses, the last one
 repeating: image bytes (200), a status code, ("redirect", path) or "drop" (close the
@@ -12,6 +12,7 @@ import base64
 import csv
 import hashlib
 import io
+import json
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler
@@ -126,3 +127,10 @@ def write_meta(folder: Path, classes: dict[str, str], annotations: dict[str, lis
             with (folder / name).open("w", newline="") as handle:
                 csv.writer(handle, lineterminator="\n").writerows([header, *rows])
     return folder
+
+
+def write_hierarchy(folder: Path, tree: dict) -> Path:
+    """bbox_labels_600_hierarchy.json as distributed: the nested tree, indented by four spaces."""
+    path = folder / "bbox_labels_600_hierarchy.json"
+    path.write_text(json.dumps(tree, indent=4))
+    return path

@@ -333,7 +333,7 @@ def test_live_endpoint_on_a_drawn_face_turned_upside_down(app, tmp_path):
     assert {c["label"] for c in gender["confidences"]} == {"Female", "Male"}
     assert " ± " in age and age.endswith("years")
     assert "Face 1" in summary
-    assert "rotation mae degrees" in page_text(url)
+    assert "| tilt error, rotation network (degrees) |" in page_text(url)
 
 
 FACE_KEYS = {"box", "confidence", "tilt_network", "tilt_eyes", "tilt_used", "tilt_by", "gender", "age", "age_rmse"}

@@ -2,24 +2,35 @@
 
 import io
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from conftest import page_text, running_app
+from conftest import ROOT, page_text, running_app
 from test_images import bomb_png
 
 
 @pytest.fixture(scope="module")
-def app(dog_bundle, tmp_path_factory):
-    """The app serving the trained bundle as the local dog-breed model."""
+def app_root(dog_bundle, tmp_path_factory):
+    """A models/ folder holding the trained bundle as the local dog-breed model."""
     import shutil
 
     root = tmp_path_factory.mktemp("app") / "models"
     shutil.copytree(dog_bundle, root / "dog_breed")
-    with running_app(root) as url:
+    return root
+
+
+@pytest.fixture(scope="module")
+def app(app_root):
+    with running_app(app_root) as url:
         yield url, Client(url, verbose=False)
 
 
@@ -36,7 +47,8 @@ def test_top5_breeds_with_readable_names(app, dogs_data):
     assert all(" " in c["label"] or c["label"].isalpha() for c in confidences)  # no wnids, no underscores
     assert sum(c["confidence"] for c in confidences) <= 1.0 + 1e-6
     text = page_text(url)
-    assert "Model: `" in text and "top1 accuracy" in text and "Demo model" not in text
+    assert "Model: local bundle `models/dog_breed`" in text and "Demo model" not in text
+    assert "| accuracy | " in text and "(most frequent class) |" in text and str(ROOT) not in text
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +67,7 @@ def bad_files(tmp_path_factory):
     return {folder / name: message for name, (_, message) in files.items()}
 
 
-def test_bad_inputs_get_clear_errors_and_the_server_keeps_serving(app, bad_files, dogs_data):
+def test_bad_inputs_get_clear_errors_and_the_server_keeps_serving(app, app_root, bad_files, dogs_data):
     _, client = app
     for path, message in bad_files.items():
         with pytest.raises(Exception) as error:
@@ -64,6 +76,9 @@ def test_bad_inputs_get_clear_errors_and_the_server_keeps_serving(app, bad_files
         assert "Traceback" not in str(error.value)
         # ...and a good request right after still succeeds.
         assert client.predict(handle_file(str(dog_photo(dogs_data))), api_name="/dog_breed")["label"]
+    # The server's log says it in one line each: no traceback for a user's bad file.
+    log = next(app_root.parent.glob("app-*.log")).read_text()
+    assert log.count("rejected upload:") == len(bad_files) and "Traceback" not in log, log[-3000:]
 
 
 def test_uploads_over_the_size_cap_are_refused(app, tmp_path, dogs_data):
@@ -116,4 +131,45 @@ def test_a_broken_local_bundle_falls_back_and_says_so(dog_bundle, models_with, t
         text = page_text(url)
         assert "The local model is broken" in text and "classifier.keras could not be loaded" in text
         assert "python -m training.dog_breed" in text
-        assert f"Model: `{root / 'demo' / 'dog_breed'}`" in text
+        assert "Model: demo bundle `models/demo/dog_breed`" in text
+
+
+def test_the_api_names_its_inputs(app):
+    """The "Use via API" page and gradio_client's keywords: the handler's own names, not param_1."""
+    _, client = app
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert [p["parameter_name"] for p in api["/dog_breed"]["parameters"]] == ["image"]
+
+
+def test_only_the_files_the_page_shows_can_be_fetched(app, app_root):
+    url, _ = app
+    root = app_root / "dog_breed"
+    example = sorted((root / "examples").iterdir())[0]
+    assert urllib.request.urlopen(f"{url}gradio_api/file={example}", timeout=10).status == 200
+    for hidden in (root / "task.json", root / "classifier.keras"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{url}gradio_api/file={hidden}", timeout=10)
+        assert refused.value.code in (403, 404)
+
+
+def test_a_taken_port_moves_the_app_to_the_next_free_one_unless_one_was_asked(tmp_path):
+    empty = tmp_path / "models"
+    empty.mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "GRADIO_SERVER_PORT": str(port)}
+        searching = subprocess.Popen([sys.executable, "app.py", "--models-dir", str(empty)], cwd=ROOT, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline, output = time.monotonic() + 120, ""
+            while "Running on local URL" not in output and time.monotonic() < deadline:
+                output += searching.stdout.readline()
+            assert f"http://127.0.0.1:{port}" not in output and "Running on local URL:  http://127.0.0.1:" in output
+        finally:
+            searching.terminate()
+            searching.wait(20)
+        explicit = subprocess.run([sys.executable, "app.py", "--models-dir", str(empty), "--port", str(port)],
+                                  cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert explicit.returncode != 0 and str(port) in explicit.stdout + explicit.stderr

@@ -10,15 +10,10 @@ import yaml
 from gradio_client import Client, handle_file
 
 from conftest import ROOT, free_port, page_text, running_app
-from hub_server import FakeHub
+from hub_server import FakeHub, hub_env
 from training.synthetic.dogs import make_stanford_dogs
 
 REPO = "team/dog-breed"
-
-
-def hub_env(hub_url, hf_home, **extra):
-    return {"HF_ENDPOINT": hub_url, "HF_TOKEN": "hf_loopback_token", "HF_HOME": str(hf_home),
-            "HF_HUB_DISABLE_TELEMETRY": "1", **extra}
 
 
 def bundle_files(bundle):
@@ -27,23 +22,51 @@ def bundle_files(bundle):
 
 def test_training_command_pushes_the_bundle_with_its_card(tmp_path):
     data = make_stanford_dogs(tmp_path / "dogs", breeds=3, per_breed=12, size=64)
-    with FakeHub() as hub:
-        result = subprocess.run(
+
+    def train_and_push(*options):
+        return subprocess.run(
             [sys.executable, "-m", "training.dog_breed", "--data", str(data), "--out", str(tmp_path / "bundle"),
              "--backbone", "small", "--weights", "none", "--image-size", "48", "--epochs", "2",
-             "--fine-tune-epochs", "0", "--push-to-hub", REPO],
+             "--fine-tune-epochs", "0", "--push-to-hub", REPO, *options],
             cwd=ROOT, capture_output=True, text=True, timeout=300,
             env={**os.environ, **hub_env(hub.url, tmp_path / "hf")},
         )
+
+    with FakeHub() as hub:
+        result = train_and_push("--private", "--with-examples")
         assert result.returncode == 0, result.stderr[-3000:]
         commit = hub.repos[REPO]["refs"]["main"]
         assert f"Pushed to {REPO} at commit {commit}" in result.stdout
         pushed = hub.repos[REPO]["commits"][commit]
         assert pushed == bundle_files(tmp_path / "bundle")
         assert {"task.json", "classifier.keras", "README.md", "confusion_matrix.png"} <= set(pushed)
+        assert any(name.startswith("examples/") for name in pushed) and hub.repos[REPO]["private"]
         assert hub.validated_cards[-1]["library_name"] == "keras"
-        assert yaml.safe_load(pushed["README.md"].decode().split("---")[1])["datasets"] == ["stanford-dogs"]
+        front = yaml.safe_load(pushed["README.md"].decode().split("---")[1])
+        assert front["datasets"] == ["stanford-dogs"]
+        # The data's terms decide the card's licence: ImageNet's images, research and education only.
+        assert front["license"] == "other" and front["license_name"] == "imagenet-terms"
+        assert front["model-index"][0]["results"][0]["metrics"][0]["type"] == "top_1_accuracy"
         assert hub.unknown == []
+
+        # Pushed again without --with-examples: the dataset's images are gone from the repo too.
+        result = train_and_push()
+        assert result.returncode == 0, result.stderr[-3000:]
+        second = hub.repos[REPO]["commits"][hub.repos[REPO]["refs"]["main"]]
+        assert second == bundle_files(tmp_path / "bundle") and not any(name.startswith("examples/") for name in second)
+
+
+def test_a_pin_that_is_not_a_commit_is_refused_with_how_to_pin(tmp_path):
+    config = tmp_path / "hub.json"
+    config.write_text(json.dumps({"dog_breed": {"repo_id": REPO}, "hashtags": {"repo_id": REPO, "revision": "main"}}))
+    empty = tmp_path / "models"
+    empty.mkdir()
+    dead = f"http://127.0.0.1:{free_port()}"  # never asked: a moving pin is refused before any download
+    with running_app(empty, config, env=hub_env(dead, tmp_path / "hf")) as url:
+        text = page_text(url)
+        assert f"models/hub.json names {REPO} for 'dog_breed' without a revision" in text
+        assert f"names {REPO} for 'hashtags' at 'main', which is not a commit" in text
+        assert '"revision": "<commit>"' in text and "Could not download" not in text
 
 
 @pytest.fixture
@@ -97,6 +120,6 @@ def test_unreachable_hub_leaves_the_app_up_with_a_notice(dog_bundle, models_with
     with running_app(root, pin(tmp_path, "0" * 40), env=hub_env(dead, tmp_path / "hf")) as url:
         text = page_text(url)
         assert f"Could not download {REPO}@{'0' * 40} from the Hub" in text
-        assert f"Model: `{root / 'demo' / 'dog_breed'}`" in text
+        assert "Model: demo bundle `models/demo/dog_breed`" in text
         photo = sorted((dogs_data / "Images").rglob("*.jpg"))[0]
         assert Client(url, verbose=False).predict(handle_file(str(photo)), api_name="/dog_breed")["label"]

@@ -1,9 +1,11 @@
 """training.open_images against a loopback Flickr (tests/open_images_server.py) and
 metadata CSVs in the real Open Images layouts."""
 
+import csv
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -12,6 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT
+from hub_server import FakeHub, hub_env
 from open_images_server import (
     FakeFlickr,
     box_row,
@@ -19,14 +22,18 @@ from open_images_server import (
     jpeg,
     md5_base64,
     png,
+    write_hierarchy,
     write_meta,
 )
 from training import open_images
+from training.open_images import HIERARCHY_FILE
 
 HAMBURGER, SANDWICH, PIZZA = "/m/0cdn1", "/m/0l515", "/m/0663v"
 CLASSES = {HAMBURGER: "Hamburger", SANDWICH: "Sandwich", PIZZA: "Pizza", "/m/01b9xk": "Hot dog", "/m/06pcq": "Submarine sandwich"}
 RED, GREEN, BLUE, YELLOW = (230, 20, 20), (20, 200, 20), (20, 20, 230), (240, 230, 20)
-FAST = ["--workers", "4", "--rate", "1000", "--backoff", "0.01", "--quiet"]
+QUICK = ["--workers", "4", "--rate", "1000", "--backoff", "0.01", "--quiet"]
+# The images come from Flickr's OriginalURL, as World serves them: the mirror has its own tests.
+FAST = ["--source", "flickr", *QUICK]
 ROTATED_BOX = (8, 8, 40, 24)  # 32 x 16 px, four differently coloured quarters
 TRAIN_BOXES = "train-annotations-bbox.csv"
 
@@ -214,10 +221,13 @@ def test_min_box_size_subset_and_per_class_cap(world):
 
     world.flickr.reset_counts()
     world.build("capped", "--max-per-class", "2")
-    # The first two boxes per class by (ImageID, k) among listed images; 20notfound and 40gone then fail.
-    assert set(world.crops("capped")) == {"hamburger/10normal_0.jpg", "sandwich/10normal_1.jpg"}
-    assert set(world.flickr.requests) == {"/10normal.jpg", "/20notfound.jpg", "/40gone.jpg", "/photo_unavailable.png"}
-    assert world.manifest("capped")["dropped"]["over --max-per-class"] == {"hamburger": 6, "sandwich": 4}
+    # The first two boxes per class by (ImageID, k) among images that download: 20notfound and
+    # 40gone fail, so 30flaky and 60goodmd5 are fetched in their place and each class has two.
+    assert set(world.crops("capped")) == {"hamburger/10normal_0.jpg", "hamburger/30flaky_0.jpg",
+                                          "sandwich/10normal_1.jpg", "sandwich/60goodmd5_0.jpg"}
+    assert set(world.flickr.requests) == {"/10normal.jpg", "/20notfound.jpg", "/40gone.jpg", "/photo_unavailable.png",
+                                          "/30flaky.jpg", "/60goodmd5.jpg"}
+    assert world.manifest("capped")["dropped"]["over --max-per-class"] == {"hamburger": 5, "sandwich": 3}
     world.build("capped_again", "--max-per-class", "2")
     assert world.crops("capped_again") == world.crops("capped")
 
@@ -315,8 +325,279 @@ def test_class_names_match_case_insensitively_and_unknown_ones_list_close_matche
 
 def test_command_line_prints_a_summary_and_progress_on_stderr(world):
     command = [sys.executable, "-m", "training.open_images", "--classes", "Hamburger", "Sandwich", "--meta", str(world.meta),
-               "--out", str(world.root / "out"), "--rate", "1000", "--backoff", "0.01"]
+               "--out", str(world.root / "out"), "--source", "flickr", "--rate", "1000", "--backoff", "0.01"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["counts"] == {"hamburger": 4, "sandwich": 5}
     assert "downloading" in done.stderr and "cropping" in done.stderr
+
+
+def test_a_display_name_two_labels_share_is_refused_and_a_label_id_picks_one(world, tmp_path):
+    twin = "/m/0twin"  # a second label that Open Images' descriptions would also call "Sandwich"
+    meta = write_meta(tmp_path / "twins", {**CLASSES, twin: "Sandwich"}, {TRAIN_BOXES: world.boxes},
+                      {"train-images-boxable-with-rotation.csv": list(csv.reader((world.meta / "train-images-boxable-with-rotation.csv").open()))[1:]})
+
+    def build(*classes):
+        return open_images.main(["--classes", *classes, "--meta", str(meta), "--out", str(tmp_path / "out"), *FAST])
+
+    with pytest.raises(SystemExit, match=rf"Class name 'sandwich' is the display name of 2 labels: {SANDWICH}, {twin}\. "
+                                         rf"Ask for one by its label, e\.g\. --classes {SANDWICH}"):
+        build("Hamburger", "sandwich")
+    with pytest.raises(SystemExit, match=rf"Two classes would share one folder: Sandwich \({SANDWICH}\), Sandwich \({twin}\)"):
+        build(SANDWICH, twin)
+    assert build("Hamburger", SANDWICH)["counts"] == {"hamburger": 4, "sandwich": 4}  # v1valid is not in this list
+
+
+# --- the class hierarchy ---------------------------------------------------------------
+
+FOOD, FAST_FOOD, HOT_DOG, FRIES, SUB = "/m/02wbm", "/m/01_bhs", "/m/01b9xk", "/m/02y6n", "/m/06pcq"
+DESSERT, BAKED, COOKIE, MUFFIN, CAKE, BREAD = "/m/0270h", "/m/052lwg6", "/m/021mn", "/m/01tcjp", "/m/0fszt", "/m/09728"
+PERSON, BODY, FACE, MAN = "/m/01g317", "/m/02p0tk3", "/m/0dzct", "/m/04yx4"
+NAMES = {FOOD: "Food", FAST_FOOD: "Fast food", HOT_DOG: "Hot dog", FRIES: "French fries", SUB: "Submarine sandwich",
+         DESSERT: "Dessert", BAKED: "Baked goods", COOKIE: "Cookie", MUFFIN: "Muffin", CAKE: "Cake", BREAD: "Bread",
+         PIZZA: "Pizza", SANDWICH: "Sandwich", HAMBURGER: "Hamburger", PERSON: "Person", BODY: "Human body",
+         FACE: "Human face", MAN: "Man"}
+
+
+def node(label, subcategories=(), parts=()):
+    return {"LabelName": label, **({"Part": list(parts)} if parts else {}),
+            **({"Subcategory": list(subcategories)} if subcategories else {})}
+
+
+# An excerpt of bbox_labels_600_hierarchy.json as distributed, same labels and nesting: Hamburger and
+# Submarine sandwich are Subcategories of Sandwich; Muffin and Cookie sit under both Dessert and
+# Baked goods (the file repeats their nodes); Person has Human body as a Part, and Man as a Subcategory.
+HIERARCHY = node("/m/0bl9f", [
+    node(FOOD, [node(FAST_FOOD, [node(HOT_DOG), node(FRIES)]),
+                node(DESSERT, [node(MUFFIN), node(COOKIE), node(CAKE)]),
+                node(BAKED, [node(MUFFIN), node(COOKIE), node(BREAD)]),
+                node(PIZZA),
+                node(SANDWICH, [node(HAMBURGER), node(SUB)])]),
+    node(PERSON, [node(MAN)], parts=[node(BODY, parts=[node(FACE)])])])
+
+
+FOOD_PHOTOS = {"h1": [HAMBURGER, SUB], "h2": [SANDWICH, FACE, MAN], "h3": [COOKIE, CAKE, BREAD, MUFFIN], "h4": [HOT_DOG, PERSON]}
+
+
+class FoodWorld:
+    """FOOD_PHOTOS (a box per listed label, and a second Hot dog in h4) served on loopback, and
+    the hierarchy beside the CSVs."""
+
+    def __init__(self, root, flickr, hierarchy=True):
+        self.root = root
+        boxes, images = [], []
+        for image, labels in FOOD_PHOTOS.items():
+            url = flickr.serve(f"/{image}.jpg", jpeg(size=(64, 48), rects=[((8 * k, 0, 8 * k + 8, 8), RED) for k in range(len(labels))]))
+            boxes += [box_row(image, label, (8 * k, 0, 8 * k + 8, 8)) for k, label in enumerate(labels)]
+            images.append(image_row(image, url))
+        self.meta = write_meta(root / "meta", NAMES, {TRAIN_BOXES: boxes + [box_row("h4", HOT_DOG, (40, 8, 60, 40))]},
+                               {"train-images-boxable-with-rotation.csv": images})
+        if hierarchy:
+            write_hierarchy(self.meta, HIERARCHY)
+
+    def build(self, *options, out="out"):
+        return open_images.main(["--meta", str(self.meta), "--out", str(self.root / out), *FAST, *options])
+
+    def files(self, out="out"):
+        return sorted(str(p.relative_to(self.root / out / "images_cropped")) for p in (self.root / out / "images_cropped").rglob("*.jpg"))
+
+    def manifest(self, out="out"):
+        return json.loads((self.root / out / "manifest.json").read_text())
+
+
+@pytest.fixture
+def food(tmp_path):
+    with FakeFlickr() as flickr:
+        yield FoodWorld(tmp_path, flickr)
+
+
+def test_include_subclasses_gathers_a_class_and_what_is_under_it_the_most_specific_class_winning(food):
+    food.build("--classes", "Hamburger", "Sandwich")
+    assert food.files() == ["hamburger/h1_0.jpg", "sandwich/h2_0.jpg"]  # exact names without the option
+    assert "subclasses" not in food.manifest()["classes"][0] and HIERARCHY_FILE not in food.manifest()["sources"]
+
+    food.build("--classes", "Hamburger", "Sandwich", "--include-subclasses")
+    # Hamburger is under Sandwich: its box stays in hamburger; the submarine sandwich joins sandwich.
+    assert food.files() == ["hamburger/h1_0.jpg", "sandwich/h1_1.jpg", "sandwich/h2_0.jpg"]
+    manifest = food.manifest()
+    assert manifest["classes"] == [
+        {"name": "Hamburger", "label": HAMBURGER, "folder": "hamburger", "subclasses": []},
+        {"name": "Sandwich", "label": SANDWICH, "folder": "sandwich", "subclasses": [{"name": "Submarine sandwich", "label": SUB}]}]
+    assert manifest["sources"][HIERARCHY_FILE]["sha256"] == hashlib.sha256((food.meta / HIERARCHY_FILE).read_bytes()).hexdigest()
+    assert {c["file"]: c["label"] for c in manifest["crops"]}["sandwich/h1_1.jpg"] == SUB  # each crop keeps its own label
+
+    food.build("--classes", "Food", "Sandwich", "--include-subclasses")
+    assert food.files() == ["food/h3_0.jpg", "food/h3_1.jpg", "food/h3_2.jpg", "food/h3_3.jpg", "food/h4_0.jpg", "food/h4_1.jpg",
+                            "sandwich/h1_0.jpg", "sandwich/h1_1.jpg", "sandwich/h2_0.jpg"]  # each box once
+    # (k counts an image's boxes of the wanted labels: the Person box of h4 is not one.)
+
+
+def test_a_label_under_two_requested_classes_that_do_not_nest_is_left_out(food, capsys):
+    food.build("--classes", "Dessert", "Baked goods", "--include-subclasses")
+    # h3 holds Cookie, Cake, Bread, Muffin: Cookie and Muffin are both dessert and baked goods.
+    assert food.files() == ["baked_goods/h3_1.jpg", "dessert/h3_0.jpg"]
+    assert food.manifest()["left_out_subclasses"] == [{"name": "Muffin", "label": MUFFIN, "under": ["baked_goods", "dessert"]},
+                                                      {"name": "Cookie", "label": COOKIE, "under": ["baked_goods", "dessert"]}]
+    assert "Left out Cookie (/m/021mn): it is under both baked_goods and dessert" in capsys.readouterr().err
+
+
+def test_parts_are_not_subclasses(food):
+    food.build("--classes", "Person", "--include-subclasses")
+    assert food.files() == ["person/h2_0.jpg", "person/h4_0.jpg"]  # Man yes; Human face (a part of a body) no
+    assert {c["file"]: c["label"] for c in food.manifest()["crops"]} == {"person/h2_0.jpg": MAN, "person/h4_0.jpg": PERSON}
+    assert food.manifest()["classes"][0]["subclasses"] == [{"name": "Man", "label": MAN}]
+
+
+def test_list_classes_prints_the_tree_below_a_class_with_box_counts(food, capsys):
+    assert food.build("--list-classes", "food")["tree"] == [
+        "Food (/m/02wbm): 0 boxes, 9 boxes with subclasses",
+        "  Fast food (/m/01_bhs): 0 boxes, 2 boxes with subclasses",
+        "    Hot dog (/m/01b9xk): 2 boxes",
+        "    French fries (/m/02y6n): 0 boxes",
+        "  Dessert (/m/0270h): 0 boxes, 3 boxes with subclasses",
+        "    Muffin (/m/01tcjp): 1 box",
+        "    Cookie (/m/021mn): 1 box",
+        "    Cake (/m/0fszt): 1 box",
+        "  Baked goods (/m/052lwg6): 0 boxes, 3 boxes with subclasses",
+        "    Muffin (/m/01tcjp): 1 box",
+        "    Cookie (/m/021mn): 1 box",
+        "    Bread (/m/09728): 1 box",
+        "  Pizza (/m/0663v): 0 boxes",
+        "  Sandwich (/m/0l515): 1 box, 3 boxes with subclasses",
+        "    Hamburger (/m/0cdn1): 1 box",
+        "    Submarine sandwich (/m/06pcq): 1 box"]
+    assert "    Submarine sandwich (/m/06pcq): 1 box" in capsys.readouterr().out
+    assert food.build("--list-classes", "Person")["tree"] == [
+        "Person (/m/01g317): 1 box, 2 boxes with subclasses",
+        "  Man (/m/04yx4): 1 box",
+        "  [part] Human body (/m/02p0tk3): 0 boxes",
+        "    [part] Human face (/m/0dzct): 1 box"]
+    whole = open_images.main(["--meta", str(food.meta), "--list-classes", "--quiet"])["tree"]
+    assert whole[0] == "Entity (/m/0bl9f): 0 boxes, 11 boxes with subclasses" and len(whole) == 21
+    assert not (food.root / "out").exists()  # listing builds nothing
+
+
+def test_hierarchy_options_without_the_file_or_with_a_broken_one_say_what_is_wrong(tmp_path):
+    with FakeFlickr() as flickr:
+        plain = FoodWorld(tmp_path / "plain", flickr, hierarchy=False)
+        assert plain.build("--classes", "Sandwich")["counts"] == {"sandwich": 1}  # today's behaviour without the file
+        for option, needs in ((["--classes", "Sandwich", "--include-subclasses"], "--include-subclasses"),
+                              (["--list-classes", "Food"], "--list-classes")):
+            with pytest.raises(SystemExit, match=rf"{needs} needs Open Images' class hierarchy: put bbox_labels_600_hierarchy\.json"):
+                plain.build(*option)
+        (plain.meta / HIERARCHY_FILE).write_text('{"LabelName": "/m/0bl9f", "Subcategory": [')
+        with pytest.raises(SystemExit, match=r"bbox_labels_600_hierarchy\.json is not valid JSON"):
+            plain.build("--classes", "Sandwich", "--include-subclasses")
+        (plain.meta / HIERARCHY_FILE).write_text('{"LabelName": "/m/0bl9f", "Subcategory": [{"Label": "/m/02wbm"}]}')
+        with pytest.raises(SystemExit, match=r"Subcategory 0 of /m/0bl9f is not a node with a LabelName"):
+            plain.build("--list-classes")
+        (plain.meta / HIERARCHY_FILE).write_text(json.dumps(node("/m/0bl9f", [node(FOOD)])))
+        with pytest.raises(SystemExit, match=r"Man \(/m/04yx4\) is not in bbox_labels_600_hierarchy\.json"):
+            plain.build("--list-classes", "man")
+
+
+# --- where images come from --------------------------------------------------------------
+
+def test_the_mirror_serves_its_subsets_by_image_id_and_flickr_the_rest(tmp_path):
+    original = jpeg(size=(128, 96), rects=[((32, 24, 96, 72), BLUE)])  # Flickr's original
+    rescaled = jpeg(size=(64, 48), rects=[((16, 12, 48, 36), BLUE)])  # the mirror's copy: rescaled, other bytes
+    subsets = {"a_train": "train", "b_valid": "validation", "c_test": "test", "d_gone": "train", "e_other": "extra"}
+    with FakeFlickr() as flickr, FakeFlickr() as mirror:
+        rows = []
+        for image, subset in subsets.items():
+            rows.append(image_row(image, flickr.serve(f"/{image}.jpg", original), md5=md5_base64(original), subset=subset))
+            mirror.serve(f"/{subset}/{image}.jpg", rescaled)
+        mirror.serve("/test/c_test.jpg", 503, rescaled)
+        mirror.serve("/train/d_gone.jpg", 404)
+        meta = write_meta(tmp_path / "meta", CLASSES, {TRAIN_BOXES: [box_row(i, SANDWICH, (32, 24, 96, 72), size=(128, 96)) for i in subsets]},
+                          {"train-images-boxable-with-rotation.csv": rows})
+
+        def build(out, *options):
+            return open_images.main(["--classes", "Sandwich", "--meta", str(meta), "--out", str(tmp_path / out), *QUICK,
+                                     "--mirror-url", mirror.url + "/", *options])
+
+        build("out")  # the mirror is the default
+        assert dict(mirror.requests) == {"/train/a_train.jpg": 1, "/validation/b_valid.jpg": 1, "/test/c_test.jpg": 2,
+                                         "/train/d_gone.jpg": 1}
+        assert dict(flickr.requests) == {"/e_other.jpg": 1}  # no mirror for that subset
+        images = tmp_path / "out/images"
+        # OriginalMD5 describes Flickr's original, so the mirror's rescaled copy is kept unchecked.
+        assert (images / "a_train.jpg").read_bytes() == rescaled and (images / "e_other.jpg").read_bytes() == original
+        manifest = json.loads((tmp_path / "out/manifest.json").read_text())
+        assert manifest["skipped_images"] == [{"image": "d_gone", "reason": "not found (HTTP 404)"}]
+        assert manifest["options"]["source"] == "mirror"
+        crops = {c["file"]: c for c in manifest["crops"]}
+        assert crops["sandwich/a_train_0.jpg"]["xyxy"] == [16, 12, 48, 36] and crops["sandwich/e_other_0.jpg"]["xyxy"] == [32, 24, 96, 72]
+        crop = pixels((tmp_path / "out/images_cropped/sandwich/a_train_0.jpg").read_bytes())
+        assert crop.shape == (24, 32, 3) and np.abs(crop.mean(axis=(0, 1)) - BLUE).max() < 12
+
+        # Resumed from Flickr: what is on disk stays; the mirror's failure for good is one of the
+        # mirror's, so Flickr is tried for it.
+        flickr.reset_counts(), mirror.reset_counts()
+        assert build("out", "--source", "flickr")["counts"] == {"sandwich": 5}
+        assert dict(flickr.requests) == {"/d_gone.jpg": 1} and not mirror.requests
+
+        flickr.serve("/a_train.jpg", rescaled)  # on Flickr, bytes OriginalMD5 does not describe are refused
+        build("flickr", "--source", "flickr")
+        assert {"image": "a_train", "reason": "MD5 mismatch"} in json.loads((tmp_path / "flickr/manifest.json").read_text())["skipped_images"]
+
+
+def test_the_cap_is_met_from_the_images_that_download_whatever_order_they_finish_in(world):
+    summary = world.build("three", "--max-per-class", "3")
+    # hamburger: 20notfound (404) and 50badmd5 (MD5) fail, 80flags' second box is tiny; sandwich: 40gone is gone.
+    assert set(world.crops("three")) == {"hamburger/10normal_0.jpg", "hamburger/30flaky_0.jpg", "hamburger/70rotated_0.jpg",
+                                         "sandwich/10normal_1.jpg", "sandwich/60goodmd5_0.jpg", "sandwich/80flags_1.jpg"}
+    assert summary["counts"] == {"hamburger": 3, "sandwich": 3}
+    assert world.flickr.requests["/90broken.jpg"] == 0  # not needed: the classes were full before it
+    world.build("one_by_one", "--max-per-class", "3", "--workers", "1")
+    assert world.crops("one_by_one") == world.crops("three")
+    assert world.build("short", "--max-per-class", "10")["counts"] == {"hamburger": 4, "sandwich": 5}  # all there is
+
+
+# --- the dataset published like the model -------------------------------------------------
+
+DATASET = "team/hamburger-or-sandwich"
+
+
+def test_push_to_hub_publishes_the_crops_as_an_imagefolder_dataset_with_their_licences(world):
+    def push(out, *options):
+        command = [sys.executable, "-m", "training.open_images", "--meta", str(world.meta), "--out", str(world.root / out),
+                   *FAST, "--push-to-hub", DATASET, *options]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **hub_env(hub.url, world.root / "hf")})
+        assert done.returncode == 0, done.stderr[-3000:]
+        commit = hub.datasets[DATASET]["refs"]["main"]
+        assert f"Pushed to datasets/{DATASET} at commit {commit}" in done.stdout
+        assert f"--data hf://datasets/{DATASET}@{commit} " in done.stdout
+        return commit, hub.datasets[DATASET]["commits"][commit]
+
+    with FakeHub() as hub:
+        first, files = push("out", "--classes", "Hamburger", "Sandwich", "--drop-group-of", "--drop-depiction", "--private")
+        assert hub.datasets[DATASET]["private"] is True and DATASET not in hub.repos  # a dataset repo, not a model one
+        crops = world.crops("out")
+        assert {name: data for name, data in files.items() if name.endswith(".jpg")} == crops
+        assert set(files) == set(crops) | {"metadata.jsonl", "manifest.json", "README.md"}
+        assert files["manifest.json"] == (world.root / "out/manifest.json").read_bytes()
+
+        rows = [json.loads(line) for line in files["metadata.jsonl"].decode().splitlines()]
+        assert [row["file_name"] for row in rows] == sorted(crops)
+        assert rows[[row["file_name"] for row in rows].index("sandwich/60goodmd5_0.jpg")] == {
+            "file_name": "sandwich/60goodmd5_0.jpg", "ImageID": "60goodmd5", "rotation": 0,
+            "box": {"XMin": 0.25, "XMax": 0.75, "YMin": 8 / 48, "YMax": 40 / 48},
+            "class": "Sandwich", "source_class": "Sandwich", "source_label": SANDWICH, "Subset": "train", "downloaded_from": "flickr",
+            "License": "https://creativecommons.org/licenses/by/2.0/", "Author": "Some One",
+            "AuthorProfileURL": "https://www.flickr.com/people/someone/", "Title": "Photo 60goodmd5, with a comma",
+            "OriginalURL": f"{world.flickr.url}/60goodmd5.jpg", "OriginalLandingURL": "https://www.flickr.com/photos/someone/60goodmd5"}
+
+        front = hub.validated_cards[-1]  # the card's front matter, as the Hub validated it
+        assert front["license"] == ["cc-by-4.0", "cc-by-2.0"] and front["source_datasets"] == ["open-images"]
+        assert front["task_categories"] == ["image-classification"] and front["size_categories"] == ["n<1K"]
+        card = files["README.md"].decode()
+        assert "**Annotations** (boxes and labels): by Google LLC, under CC BY 4.0." in card
+        assert "| https://creativecommons.org/licenses/by/2.0/ | 7 |" in card and "| Hamburger | `/m/0cdn1` | `hamburger/` | 3 | — |" in card
+
+        # Another build pushed to the same repo: its commit holds that build only; the first stays pinned.
+        second, files = push("sandwiches", "--classes", "Sandwich")
+        assert second != first and not any(name.startswith("hamburger/") for name in files)
+        assert "hamburger/10normal_0.jpg" in hub.datasets[DATASET]["commits"][first]
+        assert hub.unknown == []

@@ -1,19 +1,35 @@
-"""Hamburger or sandwich: the classifier on Open Images crops, and its live endpoint."""
+"""Hamburger or sandwich: the classifier on Open Images crops, and its live endpoint.
+
+End to end on loopback servers: Open Images' CSVs and class hierarchy -> training.open_images
+(images from a stand-in for the CVDF mirror, Submarine sandwich folded into sandwich) -> a dataset
+repo on a loopback Hub -> training.sandwich on hf://datasets/REPO@COMMIT -> a bundle whose
+task.json names that repo and commit.
+"""
 
 import io
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import yaml
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from conftest import running_app
-from open_images_server import FakeFlickr, box_row, image_row, md5_base64, write_meta
-from training import open_images, sandwich
+from conftest import ROOT, running_app
+from hub_server import FakeHub, hub_env
+from open_images_server import FakeFlickr, box_row, image_row, md5_base64, write_hierarchy, write_meta
+from training import sandwich
 from training.datasets import image_folders
 from training.synthetic.food import draw_food
+
+DATASET = "team/hamburger-or-sandwich"
+HAMBURGER, SANDWICH, SUBMARINE, FOOD = "/m/0cdn1", "/m/0l515", "/m/06pcq", "/m/02wbm"
 
 
 def food_photo(kind, rng, size=(160, 120)):
@@ -26,36 +42,64 @@ def food_photo(kind, rng, size=(160, 120)):
     return buffer.getvalue(), (x, y, x + 64, y + 64)
 
 
+def run(module, *args, env):
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **env})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
 @pytest.fixture(scope="module")
-def crops(tmp_path_factory):
-    """From the raw layout: Open Images metadata CSVs, photos served on loopback,
-    training.open_images building images_cropped/ — and one crop corrupted afterwards."""
+def hub():
+    with FakeHub() as hub:
+        yield hub
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, hub):
+    """From the raw layout: Open Images metadata CSVs and bbox_labels_600_hierarchy.json, photos
+    on a loopback mirror, training.open_images building images_cropped/ and pushing it to the Hub
+    — where a later commit adds a corrupt file. Half the sandwiches are annotated as Submarine
+    sandwich, which --include-subclasses folds into sandwich."""
     root = tmp_path_factory.mktemp("open_images")
     rng = np.random.default_rng(0)
-    labels = {"hamburger": "/m/0cdn1", "sandwich": "/m/0l515"}
-    with FakeFlickr() as flickr:
+    with FakeFlickr() as flickr, FakeFlickr() as mirror:
         boxes, images = [], []
         for n in range(140):
             kind = ("hamburger", "sandwich")[n % 2]
+            label = {0: HAMBURGER, 1: SANDWICH, 2: HAMBURGER, 3: SUBMARINE}[n % 4]
             data, box = food_photo(kind, rng)
             image_id = f"{n:016x}"
-            url = flickr.serve(f"/photos/{image_id}.jpg", data)
-            boxes.append(box_row(image_id, labels[kind], box, size=(160, 120)))
-            images.append(image_row(image_id, url, md5=md5_base64(data)))
-        meta = write_meta(root / "meta", {"/m/0cdn1": "Hamburger", "/m/0l515": "Sandwich", "/m/09728": "Bread"},
+            mirror.serve(f"/train/{image_id}.jpg", data)
+            boxes.append(box_row(image_id, label, box, size=(160, 120)))
+            images.append(image_row(image_id, f"{flickr.url}/photos/{image_id}.jpg", md5=md5_base64(data)))
+        meta = write_meta(root / "meta", {HAMBURGER: "Hamburger", SANDWICH: "Sandwich", SUBMARINE: "Submarine sandwich",
+                                          FOOD: "Food", "/m/09728": "Bread"},
                           {"train-annotations-bbox.csv": boxes}, {"train-images-boxable-with-rotation.csv": images})
-        summary = open_images.main(["--classes", "hamburger", "SANDWICH", "--meta", str(meta), "--out", str(root / "build"),
-                                    "--quiet", "--rate", "0", "--workers", "4"])
-    assert summary["counts"] == {"hamburger": 70, "sandwich": 70}
-    crops = root / "build" / "images_cropped"
-    (crops / "sandwich" / "broken.jpg").write_bytes(b"\x89PNG truncated")
-    return crops
+        write_hierarchy(meta, {"LabelName": "/m/0bl9f", "Subcategory": [{"LabelName": FOOD, "Subcategory": [
+            {"LabelName": "/m/09728"},
+            {"LabelName": SANDWICH, "Subcategory": [{"LabelName": HAMBURGER}, {"LabelName": SUBMARINE}]}]}]})
+        out = run("training.open_images", "--classes", "hamburger", "SANDWICH", "--include-subclasses", "--meta", str(meta),
+                  "--out", str(root / "build"), "--mirror-url", mirror.url, "--quiet", "--rate", "0", "--workers", "4",
+                  "--push-to-hub", DATASET, env=hub_env(hub.url, root / "hf"))
+        assert not flickr.requests  # the mirror served every image
+    commit = re.search(r"at commit ([0-9a-f]{40})", out).group(1)
+    manifest = json.loads((root / "build" / "manifest.json").read_text())
+    assert manifest["counts"] == {"hamburger": 70, "sandwich": 70}
+    broken = hub.commit(DATASET, {"sandwich/broken.jpg": b"\x89PNG truncated"}, repo_type="dataset")
+    return SimpleNamespace(crops=root / "build" / "images_cropped", pushed=commit, commit=broken)
 
 
 @pytest.fixture(scope="module")
-def sandwich_bundle(crops, tmp_path_factory):
+def crops(published):
+    return published.crops
+
+
+@pytest.fixture(scope="module")
+def sandwich_bundle(published, hub, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundles") / "sandwich"
-    sandwich.main(["--data", str(crops), "--out", str(out), "--image-size", "64", "--epochs", "30", "--patience", "6"])
+    run("training.sandwich", "--data", f"hf://datasets/{DATASET}@{published.commit}", "--out", str(out),
+        "--image-size", "64", "--epochs", "30", "--patience", "6", "--with-examples", env=hub_env(hub.url, tmp_path_factory.mktemp("hf")))
     return out
 
 
@@ -71,6 +115,34 @@ def test_learns_the_two_classes_far_above_chance(sandwich_bundle):
     assert {c["name"] for c in dataset["classes"]} == {"Hamburger", "Sandwich"}
     card = (sandwich_bundle / "README.md").read_text()
     assert "| Hamburger |" in card and "| Sandwich |" in card and "top-5" not in card
+
+
+def test_the_model_names_its_dataset_by_hub_repo_and_commit(sandwich_bundle, published, hub):
+    metadata = json.loads((sandwich_bundle / "task.json").read_text())
+    dataset = metadata["dataset"]
+    assert dataset["repo"] == DATASET and dataset["commit"] == published.commit
+    assert f"--data hf://datasets/{DATASET}@{published.commit}" in metadata["provenance"]["command"]
+    # The builder's manifest came with the data: it says what was folded into sandwich.
+    assert dataset["classes"][1]["subclasses"] == [{"name": "Submarine sandwich", "label": SUBMARINE}]
+    card = (sandwich_bundle / "README.md").read_text()
+    assert yaml.safe_load(card.split("---")[1])["datasets"] == ["open-images", DATASET]
+    assert f"at commit `{published.commit}`" in card
+    downloaded = {path.split(f"/resolve/{published.commit}/")[1] for path in hub.downloads() if path.startswith(f"/datasets/{DATASET}/")}
+    assert "sandwich/broken.jpg" in downloaded and "hamburger/0000000000000000_0.jpg" in downloaded
+    assert hub.unknown == []
+
+
+def test_a_hub_dataset_must_be_pinned_by_commit(tmp_path, published, hub):
+    for data, message in ((f"hf://datasets/{DATASET}", r"names no commit: .* Pin it: hf://datasets/OWNER/NAME@COMMIT"),
+                          (f"hf://datasets/{DATASET}@main", r"'main' is not a commit id \(a branch or tag moves\)"),
+                          (f"hf://{DATASET}@{published.commit}", r"is not a Hub dataset reference")):
+        with pytest.raises(SystemExit, match=message):
+            sandwich.main(["--data", data, "--out", str(tmp_path / "never")])
+    # A commit the repo does not have, asked of the loopback Hub by a child process (HF_ENDPOINT is read at import).
+    done = subprocess.run([sys.executable, "-c", "import sys; from training.datasets.hub import resolve_data; resolve_data(sys.argv[1])",
+                           f"hf://datasets/{DATASET}@{'0' * 40}"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **hub_env(hub.url, tmp_path / "hf")})
+    assert done.returncode == 1 and f"The dataset repo {DATASET} has no commit {'0' * 40}" in done.stderr
 
 
 def test_unusable_data_folder_says_what_is_expected(tmp_path):

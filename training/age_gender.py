@@ -403,9 +403,9 @@ def main(argv=None):
               "search_angles": list(faces.SEARCH_ANGLES), "crop_scale": crop_scale,
               "crop_scale_calibrated_on": calibrated_on, "max_faces": args.max_faces, "tilt": metrics["tilt"]},
     )
-    examples = demo_examples() if args.demo else held_out_examples(test_records)
+    examples = demo_examples() if args.demo else held_out_examples(test_records) if args.with_examples else {}
     publishing.release(run, args.out, {"rotation": rotation_model, "gender_age": gender_age_model}, metadata,
-                       card(metadata), examples, args.push_to_hub)
+                       card(metadata), examples, args.push_to_hub, args.private)
     return metrics
 
 
@@ -508,10 +508,10 @@ def build_demo(out: Path, workdir: Path):
     from training.synthetic.faces import make_imdb_wiki, make_utkface
 
     data = workdir / "faces"
-    make_imdb_wiki(data, count=150, size=72, seed=0)
-    make_utkface(data, count=150, size=72, seed=1)
+    make_imdb_wiki(data, count=120, size=72, seed=0)
+    make_utkface(data, count=120, size=72, seed=1)
     main(["--data", str(data), "--out", str(out), "--backbone", "small", "--weights", "none", "--image-size", "48",
-          "--epochs", "10", "--patience", "5", "--fine-tune-epochs", "1", "--batch-size", "32", "--angle-bin", "5",
+          "--epochs", "8", "--patience", "8", "--fine-tune-epochs", "0", "--batch-size", "32", "--angle-bin", "5",
           "--demo"])
 
 

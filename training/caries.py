@@ -371,9 +371,9 @@ def main(argv=None):
     metadata["preprocessing"] = PREPROCESSING
     metadata["thresholds"] = {"global": threshold}
     extra = overlay_pngs(shown, labels)
-    for pair, *_ in shown:  # the held-out images with most lesion
+    for pair, *_ in shown if args.with_examples else ():  # the held-out images with most lesion
         extra[f"examples/{pair.image.name}"] = pair.image.read_bytes()
-    publishing.release(run, args.out, {"segmenter": model}, metadata, card(metadata, extra), extra, args.push_to_hub)
+    publishing.release(run, args.out, {"segmenter": model}, metadata, card(metadata, extra), extra, args.push_to_hub, args.private)
     return metrics
 
 
@@ -425,7 +425,8 @@ def build_demo(out: Path, workdir: Path):
     images, export = make_caries_dataset(workdir / "radiographs", count=60, size=(128, 80), teeth=(2, 4))
     masks_from_annotations.main(["--annotations", str(export), "--images", str(images), "--out", str(workdir / "caries")])
     main(["--data", str(workdir / "caries"), "--out", str(out), "--image-size", "64", "--depth", "3", "--width", "12",
-          "--epochs", "12", "--patience", "5", "--batch-size", "16", "--learning-rate", "0.005", "--demo"])
+          "--epochs", "10", "--patience", "10", "--batch-size", "16", "--learning-rate", "0.005", "--with-examples",
+          "--demo"])
 
 
 if __name__ == "__main__":

@@ -129,6 +129,7 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str, dens
                                  metadata, tags=card.tags, datasets=card.datasets, metric_rows=rows, body=body,
                                  baseline_rows=[("accuracy, most frequent class",
                                                  metrics["baselines"]["majority_class_accuracy"])])
-    files.update(publishing.examples_per_class(splits[2]))
-    publishing.release(run, args.out, {"classifier": model}, metadata, text, files, args.push_to_hub)
+    if args.with_examples:
+        files.update(publishing.examples_per_class(splits[2]))
+    publishing.release(run, args.out, {"classifier": model}, metadata, text, files, args.push_to_hub, args.private)
     return metrics

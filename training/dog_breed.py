@@ -48,9 +48,10 @@ def build_demo(out: Path, workdir: Path):
     """The demo bundle: this recipe on synthetic dogs (one coat pattern per breed)."""
     from training.synthetic.dogs import make_stanford_dogs
 
-    data = make_stanford_dogs(workdir / "stanford_dogs", breeds=6, per_breed=40, size=160)
-    main(["--data", str(data), "--out", str(out), "--backbone", "small", "--weights", "none", "--image-size", "96",
-          "--epochs", "20", "--patience", "8", "--fine-tune-epochs", "2", "--batch-size", "16", "--demo"])
+    data = make_stanford_dogs(workdir / "stanford_dogs", breeds=6, per_breed=30, size=128)
+    main(["--data", str(data), "--out", str(out), "--backbone", "conv4-gap", "--weights", "none", "--image-size", "64",
+          "--epochs", "10", "--patience", "10", "--fine-tune-epochs", "0", "--batch-size", "16", "--learning-rate",
+          "0.003", "--with-examples", "--demo"])
 
 
 if __name__ == "__main__":

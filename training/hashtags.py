@@ -71,9 +71,10 @@ def build_demo(out: Path, workdir: Path):
     """The demo bundle: this recipe on synthetic photos where each hashtag is a visible motif."""
     from training.synthetic.motifs import make_harrison
 
-    data = make_harrison(workdir / "harrison", count=320, size=128)
-    main(["--data", str(data), "--out", str(out), "--backbone", "small", "--weights", "none", "--image-size", "64",
-          "--epochs", "25", "--patience", "8", "--fine-tune-epochs", "2", "--batch-size", "16", "--demo"])
+    data = make_harrison(workdir / "harrison", count=240, size=96)
+    main(["--data", str(data), "--out", str(out), "--backbone", "conv4-gap", "--weights", "none", "--image-size", "64",
+          "--epochs", "12", "--patience", "12", "--fine-tune-epochs", "0", "--batch-size", "16", "--learning-rate",
+          "0.003", "--with-examples", "--demo"])
 
 
 if __name__ == "__main__":

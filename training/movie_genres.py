@@ -50,9 +50,10 @@ def build_demo(out: Path, workdir: Path):
     """The demo bundle: this recipe on synthetic posters where each genre is a visible motif."""
     from training.synthetic.motifs import make_movie_posters
 
-    data = make_movie_posters(workdir / "posters", count=300)
-    main(["--data", str(data), "--out", str(out), "--backbone", "small", "--weights", "none", "--image-size", "64",
-          "--epochs", "25", "--patience", "8", "--fine-tune-epochs", "2", "--batch-size", "16", "--demo"])
+    data = make_movie_posters(workdir / "posters", count=240)
+    main(["--data", str(data), "--out", str(out), "--backbone", "conv4-gap", "--weights", "none", "--image-size", "64",
+          "--epochs", "12", "--patience", "12", "--fine-tune-epochs", "0", "--batch-size", "16", "--learning-rate",
+          "0.003", "--with-examples", "--demo"])
 
 
 if __name__ == "__main__":

@@ -10,14 +10,20 @@ from training.backbones import BACKBONES
 
 # Options that do not change what a run computes: a run interrupted with one value of these
 # resumes with another.
-NOT_SETTINGS = ("push_to_hub", "cache", "restart", "demo")
+NOT_SETTINGS = ("push_to_hub", "private", "with_examples", "cache", "restart", "demo")
 
 
 def common_parser(description: str, default_size: int, default_backbone: str,
-                  backbones=None) -> argparse.ArgumentParser:
-    """The options every recipe shares; `backbones` replaces the classifier backbones (e.g. U-Net encoders)."""
+                  backbones=None, hub_data: bool = False) -> argparse.ArgumentParser:
+    """The options every recipe shares; `backbones` replaces the classifier backbones (e.g. U-Net encoders).
+    With `hub_data`, --data may also be a Hub dataset pinned by commit, kept as text for
+    training.datasets.hub.resolve_data (a Path would fold hf:// into hf:/)."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--data", required=True, type=Path, help="the dataset folder, as distributed")
+    if hub_data:
+        parser.add_argument("--data", required=True, metavar="DIR or hf://datasets/OWNER/NAME@COMMIT",
+                            help="the dataset folder, or a Hub dataset repo at a commit")
+    else:
+        parser.add_argument("--data", required=True, type=Path, help="the dataset folder, as distributed")
     parser.add_argument("--out", required=True, type=Path, help="where to write the model bundle")
     parser.add_argument("--epochs", type=int, default=10, help="epochs with the backbone frozen")
     parser.add_argument("--fine-tune-epochs", type=int, default=5, help="epochs with the top of the backbone unfrozen")
@@ -38,6 +44,10 @@ def common_parser(description: str, default_size: int, default_backbone: str,
     parser.add_argument("--restart", action="store_true",
                         help="discard an interrupted run of this bundle instead of resuming it")
     parser.add_argument("--push-to-hub", metavar="REPO", help="upload the bundle to this Hub model repo")
+    parser.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo private")
+    parser.add_argument("--with-examples", action="store_true",
+                        help="copy a few held-out dataset images into the bundle as the tab's examples (they are "
+                             "the dataset's images, under its terms: mind them before publishing)")
     parser.add_argument("--demo", action="store_true", help=argparse.SUPPRESS)  # set by training.demo: synthetic data
     return parser
 

@@ -52,6 +52,38 @@ class Card:
     report_section: Callable[[dict], str] | None = None  # the dataset's own data report, from task.json's
 
 
+# The terms of each dataset a model is trained on, which its card's `license` follows: (license
+# id on the Hub, or "other" with a name and a link; what the terms say). A model trained on a
+# dataset not listed (your own radiographs) carries the data owner's terms.
+TERMS = {
+    "stanford-dogs": ("other", "imagenet-terms", "https://image-net.org/download.php",
+                      "Stanford Dogs' images come from ImageNet: non-commercial research and education only."),
+    "harrison": ("other", "harrison-research", "https://github.com/minstone/HARRISON-Dataset",
+                 "HARRISON's images are Instagram posts collected for research; no licence for other uses."),
+    "movie-posters": ("other", "movie-posters-copyright", "https://www.kaggle.com/datasets/neha1703/movie-genre-from-its-poster",
+                      "The posters are the studios' copyright, collected for research."),
+    "imdb-wiki": ("other", "imdb-wiki-research-only", "https://data.vision.ee.ethz.ch/cvl/rrothe/imdb-wiki/",
+                  "IMDB-WIKI is for non-commercial research purposes only."),
+    "utkface": ("other", "utkface-research-only", "https://susanqq.github.io/UTKFace/",
+                "UTKFace is for non-commercial research purposes only."),
+    "open-images": ("cc-by-4.0", None, "https://storage.googleapis.com/openimages/web/factsfigures_v7.html",
+                    "Open Images' annotations are CC BY 4.0; its images are listed as CC BY 2.0, each with its "
+                    "author (attribution required)."),
+}
+OWNER_TERMS = ("other", "data-owner-terms", None, "Trained on data whose terms its owner sets: state them here.")
+
+
+def license_of(datasets: list[str]) -> tuple[dict, str]:
+    """The card's licence fields and its sentence on the data's terms: the datasets' own licence
+    when they share one, else "other" naming the most restrictive (the first listed)."""
+    terms = [TERMS.get(name, OWNER_TERMS) for name in datasets] or [OWNER_TERMS]
+    kinds = {licence for licence, *_ in terms}
+    licence, name, link, _ = terms[0]
+    fields = {"license": licence} if len(kinds) == 1 and licence != "other" else \
+        {"license": "other", "license_name": name or licence, **({"license_link": link} if link else {})}
+    return fields, " ".join(sentence for *_, sentence in terms)
+
+
 def model_card(title: str, summary: str, metadata: dict, tags: list[str], datasets: list[str],
                metric_rows: list[tuple[str, float]], body: str = "", baseline_rows=(),
                pipeline_tag: str = "image-classification", networks=("classifier",)) -> str:
@@ -65,8 +97,10 @@ def model_card(title: str, summary: str, metadata: dict, tags: list[str], datase
                           dataset_name=dataset_name, dataset_split="test", metric_type=metric_type(name),
                           metric_name=name, metric_value=round(float(value), 6))
                for name, value in metric_rows]
+    licence, terms = license_of(datasets)
     data = ModelCardData(
         model_name=title,
+        **licence,
         library_name="keras",
         pipeline_tag=pipeline_tag,
         tags=["keras", "tensorboard", pipeline_tag, *tags],
@@ -97,7 +131,9 @@ def model_card(title: str, summary: str, metadata: dict, tags: list[str], datase
 ## Training data
 
 {dataset['name']} — {dataset.get('images', '?')} images, split: {dataset.get('split', '?')}.
-Content hash (SHA-256 of paths and bytes): `{dataset.get('sha256', '?')}`.
+Content hash (SHA-256 of paths and bytes): `{dataset.get('sha256', '?')}`.{hub_source(dataset)}
+
+Terms of the data: {terms} The model's licence above follows them.
 
 ## Inputs
 
@@ -115,6 +151,13 @@ Code revision `{prov['code_revision']}`; packages: {', '.join(f'{k} {v}' for k, 
 {body}
 """
     return str(ModelCard(text))
+
+
+def hub_source(dataset: dict) -> str:
+    """The card's line naming a dataset that came from the Hub, pinned; "" for a local one."""
+    if "repo" not in dataset:
+        return ""
+    return f"\nFrom the Hub: [`{dataset['repo']}`](https://huggingface.co/datasets/{dataset['repo']}) at commit `{dataset['commit']}`."
 
 
 def metric_type(name: str) -> str:
@@ -145,13 +188,14 @@ def write_bundle(out: Path, networks: dict, metadata: dict, card: str, extra_fil
     return path
 
 
-def release(run, out: Path, networks: dict, metadata: dict, card: str, files: dict, repo: str | None) -> Path:
+def release(run, out: Path, networks: dict, metadata: dict, card: str, files: dict, repo: str | None,
+            private: bool = False) -> Path:
     """The end of every recipe: the bundle written with the run's training history in logs/, the
     run's work folder closed, and the bundle pushed to the Hub `repo` if one is given."""
     path = write_bundle(out, networks, metadata, card, {**files, **run.logs()})
     run.finish()
     if repo:
-        push_to_hub(path, repo, metadata["task"])
+        push_to_hub(path, repo, metadata["task"], private)
     return path
 
 
@@ -177,15 +221,25 @@ def float32(model):
     return copy
 
 
-def push_to_hub(folder: Path, repo_id: str, task: str) -> str:
-    """Create the repo if needed and upload the bundle folder; returns the commit to pin."""
-    from huggingface_hub import HfApi
+def push(repo: str, repo_type: str, files: dict, private: bool, message: str) -> str:
+    """Create the repo if needed and commit exactly `files` (path in repo -> a file or its bytes):
+    files of an earlier push that this one lacks are deleted in the same commit, so the commit
+    holds this bundle or dataset and nothing left over. Returns the commit id to pin."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
     api = HfApi()
-    api.create_repo(repo_id, repo_type="model", exist_ok=True)
-    info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                             commit_message=f"Upload {folder.name} model bundle")
-    commit = info.oid
+    api.create_repo(repo, repo_type=repo_type, private=private, exist_ok=True)
+    stale = set(api.list_repo_files(repo, repo_type=repo_type)) - set(files) - {".gitattributes"}
+    operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(data) if isinstance(data, Path) else data)
+                  for path, data in sorted(files.items())]
+    operations += [CommitOperationDelete(path_in_repo=path) for path in sorted(stale)]
+    return api.create_commit(repo, operations, commit_message=message, repo_type=repo_type).oid
+
+
+def push_to_hub(folder: Path, repo_id: str, task: str, private: bool = False) -> str:
+    """Upload the bundle folder as it is to a model repo (private if asked); returns the commit to pin."""
+    files = {path.relative_to(folder).as_posix(): path for path in sorted(folder.rglob("*")) if path.is_file()}
+    commit = push(repo_id, "model", files, private, f"Upload {folder.name} model bundle")
     print(f"Pushed to {repo_id} at commit {commit}. To serve it, pin it in models/hub.json:")
     print(f'  "{task}": {{"repo_id": "{repo_id}", "revision": "{commit}"}}')
     return commit

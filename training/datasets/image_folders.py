@@ -1,5 +1,6 @@
 """A folder per class (`<root>/<class>/*.jpg`), as training.open_images writes `images_cropped/`
-and as image-classification loaders expect; the builder's manifest.json beside it, if any."""
+and as image-classification loaders expect; the builder's manifest.json beside it (or in it, as
+a dataset pushed to the Hub has it), if any."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def readable_class(folder: str) -> str:
 def read_crops(data: Path):
     """Class folders and one sample per file."""
     if not data.is_dir():
-        raise SystemExit(f"{data} is not a folder: expected images_cropped/<class>/*.jpg from training.open_images")
+        raise SystemExit(f"{data} is not a folder: expected images_cropped/<class>/*.jpg from training.open_images "
+                         f"(or hf://datasets/OWNER/NAME@COMMIT for one on the Hub)")
     folders = sorted(p.name for p in data.iterdir() if p.is_dir() and any(p.iterdir()))
     if len(folders) < 2:
         raise SystemExit(f"{data} holds {len(folders)} non-empty class folder(s); at least two are needed")
@@ -29,9 +31,10 @@ def read_crops(data: Path):
 
 
 def builder_manifest(data: Path) -> dict:
-    """The Open Images builder's manifest beside the crops, summarised, if there is one."""
-    manifest = data.parent / "manifest.json"
-    if not manifest.is_file():
+    """The Open Images builder's manifest, summarised, if there is one: beside the crops as built,
+    or among the class folders as pushed to the Hub."""
+    manifest = next((m for m in (data / "manifest.json", data.parent / "manifest.json") if m.is_file()), None)
+    if manifest is None:
         return {}
     content = manifest.read_bytes()
     summary = json.loads(content)
