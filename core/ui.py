@@ -7,6 +7,7 @@ import logging
 
 import gradio as gr
 
+from core.errors import InputError
 from core.images import ImageError
 from core.source import Resolved
 
@@ -14,6 +15,7 @@ from core.source import Resolved
 CONCURRENCY = 4
 MAX_FILE_SIZE = "25mb"
 DEMO_BANNER = "⚠️ **Demo model trained on synthetic data — its predictions mean nothing.**"
+MODEL_FAILED = "The model failed on this image; the server log has the details."
 
 log = logging.getLogger("app")
 
@@ -36,22 +38,23 @@ class ImageUpload(gr.Image):
         return str(payload.path)
 
 
-def guarded(predict, bundle):
-    """Wrap a task's plain `predict(bundle, image)` as an event handler with clear errors."""
+def guarded(predict, bundle, failed: str = MODEL_FAILED):
+    """Wrap a task's plain `predict(bundle, image, ...)` (or interpret, or flag: any function whose
+    second parameter is the upload) as an event handler with clear errors; `failed` is said when
+    the server is at fault."""
 
     def handler(image, *options):
         if image is None:
             raise gr.Error("Upload an image first.", print_exception=False)
         try:
             return predict(bundle, image, *options)
-        except ImageError as error:
+        except InputError as error:
             # The user's mistake, not the server's: one line in the log, no traceback.
-            log.info("rejected upload: %s", error)
+            log.info("rejected %s: %s", "upload" if isinstance(error, ImageError) else "request", error)
             raise gr.Error(str(error), print_exception=False) from None
         except Exception:
-            log.exception("prediction failed")
-            raise gr.Error("The model failed on this image; the server log has the details.",
-                           print_exception=False) from None
+            log.exception("%s failed", getattr(predict, "__name__", "request"))
+            raise gr.Error(failed, print_exception=False) from None
 
     # Gradio names the endpoint's parameters after the handler's (the API page, gradio_client's
     # keywords): give it predict's, less the bundle, rather than param_1, param_2.
