@@ -23,9 +23,15 @@ INSIDE_ITS_BLOCK = """element => { const block = element.closest('.block').getBo
 
 def run_example(page, tab: str, button: str, index: int = 0):
     """Open a tab, load one of its examples (the first by default) into the image input and press its button."""
+    from playwright.sync_api import expect
+
     page.get_by_role("tab", name=tab).click()
     # The examples' own gallery: an output gallery's thumbnails are buttons too.
-    page.locator("div.gallery > button.gallery-item").locator("visible=true").nth(index).click()
+    example = page.locator("div.gallery > button.gallery-item").locator("visible=true").nth(index)
+    source = example.locator("img").first.get_attribute("src")
+    example.click()
+    # Loading an example is a round trip to the server: pressed sooner, the button sends no picture.
+    expect(page.locator(f"[data-testid='image'] img[src='{source}']").locator("visible=true").first).to_be_visible()
     page.get_by_role("button", name=button).click()
 
 
