@@ -1,11 +1,13 @@
 """The vision demos: one tab per task, each backed by a Keras model bundle.
 
     python app.py [--models-dir DIR] [--hub-config FILE] [--host HOST] [--port PORT] [--build-demos]
+                  [--flag-dir DIR | --no-flagging]
 
 Each tab's model comes from, in order: a local bundle (`<models-dir>/<task>/`),
 the task's Hub repo at the commit pinned in models/hub.json, or the synthetic
 demo bundle (`python -m training.demo`; `--build-demos` or BUILD_DEMOS=1 builds
 the missing ones first, as a Space does on start). Models load once, at start.
+Flags (a user's "this answer is wrong") go to `flagged/<task>/` (core/flags.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import gradio as gr  # noqa: E402
 
-from core import source, ui  # noqa: E402
+from core import flags, source, ui  # noqa: E402
 from tasks import TASKS  # noqa: E402
 
 
@@ -29,7 +31,8 @@ def load_models(models_dir=None, hub_config=None) -> dict:
     return {task.NAME: source.resolve(task.NAME, task.TRAIN_COMMAND, root, hub, task.REQUIRES) for task in TASKS}
 
 
-def build_app(models: dict) -> gr.Blocks:
+def build_app(models: dict, flag_root=None) -> gr.Blocks:
+    """The page; with `flag_root` (a folder), every tab with a model has Flag controls saving there."""
     with gr.Blocks(title="Vision demos") as demo:
         gr.Markdown("# Vision demos\nTrained Keras models, one per tab. Models and their held-out scores are listed in each tab.")
         for task in TASKS:
@@ -38,7 +41,9 @@ def build_app(models: dict) -> gr.Blocks:
                 gr.Markdown(task.DESCRIPTION)
                 gr.Markdown(ui.status(resolved, task.headline), elem_id=f"{task.NAME}-status")
                 if resolved.bundle is not None:
-                    task.tab(resolved.bundle, ui)
+                    flagging = None if flag_root is None else flags.Flagging(
+                        flag_root / task.NAME, task.NAME, resolved.origin, tuple(resolved.bundle.labels))
+                    task.tab(resolved.bundle, ui, flagging)
     return demo
 
 
@@ -52,6 +57,10 @@ def main(argv=None):
                              "or from $GRADIO_SERVER_PORT)")
     parser.add_argument("--build-demos", action="store_true", default=os.environ.get("BUILD_DEMOS") == "1",
                         help="first build the demo model of every tab that has none (also BUILD_DEMOS=1)")
+    parser.add_argument("--flag-dir", help="where flagged answers are saved, one folder per task "
+                                           "(default: flagged/, or $FLAG_DIR)")
+    parser.add_argument("--no-flagging", action="store_true",
+                        help="no Flag controls, nothing saved (also FLAGGING=off)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -62,13 +71,16 @@ def main(argv=None):
     models = load_models(args.models_dir, args.hub_config)
     for name, resolved in models.items():
         logging.getLogger("app").info("%s: %s %s", name, resolved.origin or "no model", " ".join(resolved.notices))
-    demo_app = build_app(models)
+    flag_root = flags.flag_root(args.flag_dir, enabled=False if args.no_flagging else None)
+    logging.getLogger("app").info("flags: %s", flag_root or "off")
+    demo_app = build_app(models, flag_root)
     demo_app.queue(default_concurrency_limit=ui.CONCURRENCY, max_size=ui.QUEUE_SIZE)
     # Only the files the page shows (the examples) can be fetched, not the bundles around them.
     shown = [str(path) for resolved in models.values() if resolved.bundle is not None
              for path in ui.example_files(resolved.bundle)]
     demo_app.launch(server_name=args.host, server_port=args.port, max_file_size=ui.MAX_FILE_SIZE,
-                    allowed_paths=shown, show_error=True)
+                    allowed_paths=shown, show_error=True,
+                    state_session_capacity=ui.SESSIONS)
 
 
 if __name__ == "__main__":

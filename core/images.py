@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from core.errors import InputError
+
 # Refuse images above this many pixels before decoding them (a 20000 x 20000 PNG
 # can be a few kilobytes on disk and 1.2 GB in memory).
 MAX_PIXELS = int(os.environ.get("MAX_IMAGE_PIXELS", 50_000_000))
@@ -28,7 +30,7 @@ WORKING_SIDE = 2048
 Image.MAX_IMAGE_PIXELS = None
 
 
-class ImageError(ValueError):
+class ImageError(InputError):
     """An input that is not a usable image; the message says why, for people."""
 
 

@@ -86,6 +86,16 @@ def explain(bundle, image, class_index: int | None = None, network: str = "class
     return overlay(picture, heatmap, opacity)
 
 
+def explain_label(bundle, image, label: str | None = None) -> Image.Image:
+    """What a tab's Interpret button shows: the picture with the Grad-CAM map of one of the
+    classifier's labels by name (None or "": the top one) over it."""
+    from core.errors import InputError
+
+    if label and label not in bundle.labels:
+        raise InputError(f"'{label}' is not one of this model's labels.")
+    return explain(bundle, image, bundle.labels.index(label) if label else None)
+
+
 def feature_layer(model):
     """The layer whose output Grad-CAM reads: the last convolution in the network (nested models
     included), followed through the layers after it that keep its map (batch norm, activation)."""

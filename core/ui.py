@@ -1,4 +1,5 @@
-"""Gradio pieces every tab uses: the image input, the error guard, examples, status lines."""
+"""Gradio pieces every tab uses: the image input, the error guard, examples, status lines, and
+under each result the Interpret button (Grad-CAM) and the Flag controls."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 
 import gradio as gr
 
+from core import flags, interpret
+from core.errors import InputError
 from core.images import ImageError
 from core.source import Resolved
 
@@ -20,8 +23,16 @@ SHARED = {"concurrency_limit": CONCURRENCY, "concurrency_id": "models"}
 # Requests waiting beyond those in flight: past this, a request is refused at once with Gradio's
 # "queue is full" error (the page says so) instead of joining a backlog nobody waits for.
 QUEUE_SIZE = int(os.environ.get("QUEUE_SIZE", 64))
+# Sessions whose copy of the page's settings Gradio keeps (Blocks.launch's state_session_capacity,
+# default 10,000). Every API call without a session is a new session, and each copies the config of
+# every component on our six-tab page (about 0.5 MB): at the default, memory grows by gigabytes and
+# the garbage collector slows every request as it does (see the README's "Serving under load"). No
+# tab keeps per-session state (no gr.State), so an evicted session loses nothing.
+SESSIONS = int(os.environ.get("SESSIONS", 200))
 MAX_FILE_SIZE = "25mb"
 DEMO_BANNER = "⚠️ **Demo model trained on synthetic data — its predictions mean nothing.**"
+MODEL_FAILED = "The model failed on this image; the server log has the details."
+HEATMAP_LABEL = "Where the model looked (Grad-CAM: red raised the answer most)"
 
 log = logging.getLogger("app")
 
@@ -44,22 +55,23 @@ class ImageUpload(gr.Image):
         return str(payload.path)
 
 
-def guarded(predict, bundle):
-    """Wrap a task's plain `predict(bundle, image)` as an event handler with clear errors."""
+def guarded(predict, bundle, failed: str = MODEL_FAILED):
+    """Wrap a task's plain `predict(bundle, image, ...)` (or interpret, or flag: any function whose
+    second parameter is the upload) as an event handler with clear errors; `failed` is said when
+    the server is at fault."""
 
     def handler(image, *options):
         if image is None:
             raise gr.Error("Upload an image first.", print_exception=False)
         try:
             return predict(bundle, image, *options)
-        except ImageError as error:
+        except InputError as error:
             # The user's mistake, not the server's: one line in the log, no traceback.
-            log.info("rejected upload: %s", error)
+            log.info("rejected %s: %s", "upload" if isinstance(error, ImageError) else "request", error)
             raise gr.Error(str(error), print_exception=False) from None
         except Exception:
-            log.exception("prediction failed")
-            raise gr.Error("The model failed on this image; the server log has the details.",
-                           print_exception=False) from None
+            log.exception("%s failed", getattr(predict, "__name__", "request"))
+            raise gr.Error(failed, print_exception=False) from None
 
     # Gradio names the endpoint's parameters after the handler's (the API page, gradio_client's
     # keywords): give it predict's, less the bundle, rather than param_1, param_2.
@@ -75,31 +87,103 @@ def threshold_slider(bundle, noun: str):
                           f"each {noun} uses its own tuned threshold.")
 
 
-def label_tab(bundle, predict, api_name: str, image_label: str, result_label: str, button: str, top_k: int):
-    """A single-label classifier's tab: a photo in, its most likely classes out (gr.Label)."""
+def label_tab(bundle, predict, api_name: str, image_label: str, result_label: str, button: str, top_k: int,
+              flagging: flags.Flagging | None = None):
+    """A single-label classifier's tab: a photo in, its most likely classes out (gr.Label); under
+    them Interpret (the top class's heatmap) and, unless flagging is off, Flag with the right label."""
     with gr.Row():
-        image = ImageUpload(type="filepath", sources=["upload", "clipboard"], label=image_label)
-        result = gr.Label(num_top_classes=top_k, label=result_label)
-    gr.Button(button, variant="primary").click(guarded(predict, bundle), inputs=image, outputs=result,
-                                               api_name=api_name, **SHARED)
+        with gr.Column():
+            image = ImageUpload(type="filepath", sources=["upload", "clipboard"], label=image_label)
+            run = gr.Button(button, variant="primary")
+        with gr.Column():
+            result = gr.Label(num_top_classes=top_k, label=result_label)
+            heatmap = interpret_controls(bundle, interpret.explain_label, f"{api_name}_interpret", [image])
+    run.click(guarded(predict, bundle), inputs=image, outputs=result, api_name=api_name,
+              **SHARED)
+    confirmation, corrections = flag_controls(flagging, flags.flag_label, f"{api_name}_flag", image, result, [
+        lambda: gr.Dropdown(bundle.labels, value=None, label="The right label (optional)")])
+    reset_on_change([image, result], [heatmap, confirmation, *corrections])
     examples(bundle, image)
 
 
 def multilabel_tab(bundle, predict, api_name: str, image_label: str, result_label: str, top_k: int,
-                   text_label: str, noun: str, button: str, copy: bool = False):
+                   text_label: str, noun: str, button: str, copy: bool = False,
+                   flagging: flags.Flagging | None = None, label_of=None):
     """A multi-label model's tab: a photo and a threshold in, the labels (gr.Label) and a line of
-    text out."""
+    text out; under them Interpret (the heatmap of one label shown, the top one by default) and,
+    unless flagging is off, Flag with the right labels. `label_of(key)`: the model's label behind
+    a key of the shown labels (default: the key itself)."""
+    label_of = label_of or (lambda key: key)
     with gr.Row():
-        image = ImageUpload(type="filepath", sources=["upload", "clipboard"], label=image_label)
+        with gr.Column():
+            image = ImageUpload(type="filepath", sources=["upload", "clipboard"], label=image_label)
+            threshold = threshold_slider(bundle, noun)
+            run = gr.Button(button, variant="primary")
         with gr.Column():
             labels = gr.Label(num_top_classes=top_k, label=result_label)
             text = gr.Textbox(label=text_label, buttons=["copy"] if copy else None, interactive=False)
-    threshold = threshold_slider(bundle, noun)
+            # Choices come with each answer (those shown); any label of the model is accepted from the API.
+            chosen = gr.Dropdown([], value=None, allow_custom_value=True, label=f"The {noun} to interpret",
+                                 info=f"One of the {noun}s shown; the top one unless you pick.")
+            heatmap = interpret_controls(bundle, interpret.explain_label, f"{api_name}_interpret", [image, chosen])
     handler = guarded(predict, bundle)
-    gr.Button(button, variant="primary").click(handler, inputs=[image, threshold], outputs=[labels, text],
-                                               api_name=api_name, **SHARED)
+    run.click(handler, inputs=[image, threshold], outputs=[labels, text], api_name=api_name,
+              **SHARED)
     rerun_on_release(threshold, handler, [image, threshold], [labels, text])
+    confirmation, corrections = flag_controls(flagging, flags.flag_labels, f"{api_name}_flag", image, labels, [
+        lambda: gr.Dropdown(bundle.labels, value=[], multiselect=True, label=f"The right {noun}s")])
+
+    def shown(answer, current):
+        keys = sorted(answer or {}, key=lambda key: -answer[key])
+        choices = [(key, label_of(key)) for key in keys]
+        values = [value for _, value in choices]
+        return gr.Dropdown(choices=choices, value=current if current in values else (values or [None])[0])
+
+    labels.change(shown, inputs=[labels, chosen], outputs=chosen, api_visibility="private",
+                  show_progress="hidden")
+    reset_on_change([image, labels], [heatmap, confirmation, *corrections])
     examples(bundle, image)
+
+
+def interpret_controls(bundle, explain, api_name: str, inputs, label: str = HEATMAP_LABEL):
+    """The Interpret button and the heatmap it shows: `explain(bundle, image, ...)` runs on request
+    only, so predictions do not pay for it. Returns the heatmap component."""
+    button = gr.Button("Interpret", size="md")
+    # PNG: a heatmap's colours are the point; JPEG would smear them.
+    heatmap = gr.Image(label=label, type="pil", format="png", interactive=False)
+    button.click(guarded(explain, bundle), inputs=inputs, outputs=heatmap, api_name=api_name,
+                 **SHARED)
+    return heatmap
+
+
+def flag_controls(flagging: flags.Flagging | None, flag, api_name: str, image, answer, corrections=()):
+    """Under a result: the user's correction (each of `corrections` declares one input), a comment,
+    the Flag button with what flagging stores, and its confirmation. `flag(flagging, image, answer,
+    *corrections, comment)` is a plain function of core.flags (or the task's). Returns
+    (confirmation, correction components), or (None, []) with flagging off: then nothing is declared."""
+    if flagging is None:
+        return None, []
+    with gr.Group():
+        with gr.Row(equal_height=True):
+            fields = [declare() for declare in corrections]
+            comment = gr.Textbox(label="Comment (optional)", max_lines=3, max_length=flags.MAX_COMMENT)
+            button = gr.Button("Flag", variant="secondary", scale=0, min_width=120)
+        gr.Markdown(f"Wrong answer? {flags.NOTICE}", padding=True)
+        confirmation = gr.Markdown(padding=True)
+    button.click(guarded(flag, flagging, "The flag could not be saved; the server log has the details."),
+                 inputs=[image, answer, *fields, comment], outputs=confirmation, api_name=api_name)
+    return confirmation, fields
+
+
+def reset_on_change(changed, outputs):
+    """A new picture or a new answer (`changed`: components) empties what belonged to the last one:
+    its heatmap, the flag's confirmation, the corrections picked."""
+    outputs = [output for output in outputs if output is not None]
+    if not outputs:
+        return
+    resets = [[] if getattr(output, "multiselect", False) else None for output in outputs]
+    gr.on([component.change for component in changed], lambda: resets if len(resets) > 1 else resets[0],
+          outputs=outputs, api_visibility="private", show_progress="hidden")
 
 
 def rerun_on_release(slider, handler, inputs, outputs):

@@ -2,7 +2,7 @@
 
 A task module provides NAME, TITLE, API_NAME, DESCRIPTION, TRAIN_COMMAND, REQUIRES
 (the task.json keys its tab reads), a plain `predict(bundle, image)` and
-`tab(bundle, ui)` declaring its components.
+`tab(bundle, ui, flagging)` declaring its components (flagging: where its flags go, None when off).
 """
 
 from tasks import age_gender, caries, dog_breed, hashtags, movie_genres, sandwich

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from core import faces, scores
+from core import faces, flags, interpret, scores
 from core.bundle import Bundle
+from core.errors import InputError
 from core.images import load_image, upright_size
 
 NAME = "age_gender"
@@ -212,7 +213,34 @@ def predict(bundle: Bundle, image, tilt_by: str | None = None):
             "\n\n".join(lines), records)
 
 
-def tab(bundle: Bundle, ui):
+def explain(bundle: Bundle, image, face: int = 1, tilt_by: str | None = None) -> Image.Image:
+    """Face `face` (1: the most certain) straightened as the network read it, with the Grad-CAM map
+    of its gender (the more likely one) over it. Without a face, the whole picture's centre."""
+    picture = load_image(image)
+    results, found = analyse(bundle, picture, tilt_by)
+    face = 1 if face is None else int(face)
+    if not 1 <= face <= len(results):
+        found_text = f"{len(results)} face{'s' if len(results) > 1 else ''} found" if found else "no face found"
+        raise InputError(f"There is no face {face}: {found_text}. Pick a face from 1 to {len(results)}.")
+    result = results[face - 1]
+    size = bundle.input_size[0]
+    crop = faces.rotated_crop(picture, result.centre, result.side, -result.tilt, size)
+    heatmap = interpret.gradcam(bundle.network("gender_age"), np.asarray(crop, np.float32), None, output="gender")
+    # Shown at least as large as the crops above, so the map is readable at a small input size.
+    return interpret.overlay(crop.resize((max(size, SHOWN_SIDE),) * 2, Image.Resampling.BICUBIC), heatmap)
+
+
+def flag(flagging: flags.Flagging, image, answer, gender: str | None = None, age: float | str | None = None,
+         comment: str = "") -> str:
+    """The answer for face 1 is wrong: its right gender, and its age if the user knows it."""
+    gender = flags.label_correction(flagging.labels, gender)
+    if gender is None:
+        raise flags.FlagError("Pick face 1's right gender (the age is optional).")
+    correction = {"gender": gender, "age": flags.age_correction(age)}
+    return flags.confirmation(flags.save(flagging, image, answer, correction, comment))
+
+
+def tab(bundle: Bundle, ui, flagging=None):
     import gradio as gr
 
     tilt = face_settings(bundle)["tilt"]
@@ -253,4 +281,17 @@ def tab(bundle: Bundle, ui):
 
     tilt_by.change(redo, inputs=[image, tilt_by], outputs=outputs, api_visibility="private",
                    **ui.SHARED)
+
+    with gr.Row():
+        with gr.Column(scale=1):
+            face = gr.Number(1, precision=0, minimum=1, maximum=face_settings(bundle)["max_faces"],
+                             label="Face to interpret", info="Its gender: where the network looked.")
+            heatmap = ui.interpret_controls(bundle, explain, f"{API_NAME}_interpret", [image, face, tilt_by],
+                                            label="The straightened face, where the gender came from")
+        with gr.Column(scale=2):
+            confirmation, corrections = ui.flag_controls(flagging, flag, f"{API_NAME}_flag", image, records, [
+                lambda: gr.Dropdown(bundle.labels, value=None, label="Face 1: the right gender"),
+                # A Textbox: gr.Number sends 0 when left empty, which would read as "a newborn".
+                lambda: gr.Textbox(label="Face 1: the right age (optional)", placeholder="years", max_lines=1)])
+    ui.reset_on_change([image, records], [heatmap, confirmation, *corrections])
     ui.examples(bundle, image)

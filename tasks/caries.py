@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from core import scores
+from core import flags, scores
 from core.bundle import Bundle
 from core.images import WORKING_SIDE, load_image
 from core.segmentation import areas, colors, lesion_masks, letterbox, restore
@@ -81,7 +81,7 @@ def summary(rows, size, original, threshold) -> str:
     return text
 
 
-def tab(bundle: Bundle, ui):
+def tab(bundle: Bundle, ui, flagging=None):
     import gradio as gr
 
     threshold_default = round(float(bundle.metadata["thresholds"]["global"]), 2)
@@ -104,4 +104,7 @@ def tab(bundle: Bundle, ui):
 
     for slider in (threshold, opacity):
         ui.rerun_on_release(slider, handler, [image, threshold, opacity], outputs)
+    # A mask is not corrected in a dropdown: the flag carries the user's words only.
+    confirmation, _ = ui.flag_controls(flagging, flags.flag_comment, f"{API_NAME}_flag", image, verdict)
+    ui.reset_on_change([image, verdict], [confirmation])
     ui.examples(bundle, image)

@@ -30,6 +30,7 @@ def from_scores(bundle: Bundle, probabilities) -> dict[str, float]:
     return {bundle.labels[i]: float(probabilities[i]) for i in top}
 
 
-def tab(bundle: Bundle, ui):
-    """Declare this tab's components and wire them to `predict`."""
-    ui.label_tab(bundle, predict, API_NAME, "Photo of a dog", "Most likely breeds", "Identify the breed", TOP_K)
+def tab(bundle: Bundle, ui, flagging=None):
+    """Declare this tab's components and wire them to `predict` (Interpret and Flag: ui.label_tab)."""
+    ui.label_tab(bundle, predict, API_NAME, "Photo of a dog", "Most likely breeds", "Identify the breed", TOP_K,
+                 flagging)

@@ -33,6 +33,11 @@ def from_scores(bundle: Bundle, scores, threshold: float | None = None) -> tuple
     return tags, line
 
 
-def tab(bundle: Bundle, ui):
+def tag_of(shown: str) -> str:
+    """The tag behind a key of `predict`'s answer (which marks the tags below threshold)."""
+    return shown.removesuffix(BELOW)
+
+
+def tab(bundle: Bundle, ui, flagging=None):
     ui.multilabel_tab(bundle, predict, API_NAME, "Photo", "Suggested hashtags", bundle.metadata.get("max_labels", 10),
-                      "Hashtags to copy", "tag", "Suggest hashtags", copy=True)
+                      "Hashtags to copy", "tag", "Suggest hashtags", copy=True, flagging=flagging, label_of=tag_of)

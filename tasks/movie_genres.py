@@ -38,6 +38,6 @@ def from_scores(bundle: Bundle, scores, threshold: float | None = None) -> tuple
     return genres, verdict
 
 
-def tab(bundle: Bundle, ui):
+def tab(bundle: Bundle, ui, flagging=None):
     ui.multilabel_tab(bundle, predict, API_NAME, "Poster", "Three most likely genres", TOP_K,
-                      "Genres that pass the threshold", "genre", "Find the genres")
+                      "Genres that pass the threshold", "genre", "Find the genres", flagging=flagging)

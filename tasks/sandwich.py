@@ -28,5 +28,5 @@ def from_scores(bundle: Bundle, probabilities) -> dict[str, float]:
     return {label: float(p) for label, p in ranked}
 
 
-def tab(bundle: Bundle, ui):
-    ui.label_tab(bundle, predict, API_NAME, "Photo of food", "Verdict", "Decide", len(bundle.labels))
+def tab(bundle: Bundle, ui, flagging=None):
+    ui.label_tab(bundle, predict, API_NAME, "Photo of food", "Verdict", "Decide", len(bundle.labels), flagging)

@@ -72,10 +72,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(models_dir, hub_config=None, env=None, timeout=180):
-    """Start `python app.py` as a real server process; yield its URL; stop it."""
+def running_app(models_dir, hub_config=None, env=None, timeout=180, args=()):
+    """Start `python app.py [args]` as a real server process; yield its URL; stop it."""
     port = free_port()
-    command = [sys.executable, str(ROOT / "app.py"), "--models-dir", str(models_dir), "--port", str(port)]
+    command = [sys.executable, str(ROOT / "app.py"), "--models-dir", str(models_dir), "--port", str(port), *args]
     if hub_config:
         command += ["--hub-config", str(hub_config)]
     log = open(Path(models_dir).parent / f"app-{port}.log", "w+")

@@ -6,9 +6,11 @@ import re
 import shutil
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import running_app
+from core.ui import HEATMAP_LABEL
 from tasks import TASKS
 
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
@@ -23,95 +25,153 @@ INSIDE_ITS_BLOCK = """element => { const block = element.closest('.block').getBo
 
 def run_example(page, tab: str, button: str, index: int = 0):
     """Open a tab, load one of its examples (the first by default) into the image input and press its button."""
+    from playwright.sync_api import expect
+
     page.get_by_role("tab", name=tab).click()
-    # The picture in the tab's image input (the first image block), before and after the example.
-    shown = page.locator(".block.image-container img, [data-testid='image'] img").locator("visible=true").first
-    before = shown.get_attribute("src", timeout=1000) if shown.count() else None
     # The examples' own gallery: an output gallery's thumbnails are buttons too.
-    page.locator("div.gallery > button.gallery-item").locator("visible=true").nth(index).click()
-    # Press the button only once the example is in the input: on a busy machine it arrives later,
-    # and the button would send the previous picture, or none.
-    page.wait_for_function("([selector, before]) => { const img = [...document.querySelectorAll(selector)]"
-                           ".find(e => e.offsetParent !== null); return img && img.src && img.src !== before; }",
-                           arg=[".block.image-container img, [data-testid='image'] img", before], timeout=30_000)
+    example = page.locator("div.gallery > button.gallery-item").locator("visible=true").nth(index)
+    source = example.locator("img").first.get_attribute("src")
+    example.click()
+    # Loading an example is a round trip to the server: pressed sooner, the button sends no picture.
+    expect(page.locator(f"[data-testid='image'] img[src='{source}']").locator("visible=true").first).to_be_visible()
     page.get_by_role("button", name=button).click()
 
 
-def test_every_tab_opens_and_the_examples_run(demo_bundle, age_gender_trained, caries_bundle, models_with, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
-
-    assert os.path.exists(CHROMIUM), "install Debian's chromium (see README)"
-    demo = demo_bundle
-    root = models_with(demo__dog_breed=demo, age_gender=age_gender_trained[0], caries=caries_bundle)
-    # The age & gender tab's first examples: a picture without a face, and a real tilted face.
+@pytest.fixture(scope="module")
+def served(dog_bundle, age_gender_trained, caries_bundle, tmp_path_factory):
+    """One app for this module's browser tests: the dog-breed tab on a demo model, age & gender and
+    caries on trained ones; flags in a folder of their own. Yields (url, models root, flag folder)."""
     from test_age_gender import astronaut
 
+    root = tmp_path_factory.mktemp("browser") / "models"
+    demo = root / "demo" / "dog_breed"
+    shutil.copytree(dog_bundle, demo)
+    metadata = json.loads((demo / "task.json").read_text())
+    (demo / "task.json").write_text(json.dumps({**metadata, "demo": True}))  # as training.demo marks them
+    shutil.copytree(age_gender_trained[0], root / "age_gender")
+    shutil.copytree(caries_bundle, root / "caries")
+    # The age & gender tab's first examples: a picture without a face, and a real tilted face.
     ramp = np.tile(np.linspace(0, 255, 240, dtype=np.uint8), (180, 1))
     Image.fromarray(ramp).convert("RGB").save(root / "age_gender" / "examples" / "00_no_face.png")
     astronaut(25)[0].save(root / "age_gender" / "examples" / "01_astronaut_turned_25.png")
+    flag_dir = root.parent / "flags"
+    with running_app(root, env={"FLAG_DIR": str(flag_dir)}) as url:
+        yield url, root, flag_dir
 
-    with running_app(root) as url, sync_playwright() as playwright:
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert os.path.exists(CHROMIUM), "install Debian's chromium (see README)"
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-        page.goto(url)
-
-        for task in TASKS:
-            page.get_by_role("tab", name=task.TITLE).click()
-            expect(page.get_by_text(task.DESCRIPTION)).to_be_visible()
-
-        run_example(page, "Dog breed", "Identify the breed")
-        expect(page.get_by_text("Demo model trained on synthetic data")).to_be_visible()
-        label = page.get_by_test_id("label").locator("visible=true")
-        breeds = json.loads((demo / "task.json").read_text())["labels"]
-        expect(label.locator("h2, .output-class").first).to_have_text(re.compile("|".join(breeds)), timeout=30_000)
-
-        # Age & gender: the annotated photo, the straightened crop whole with its caption, both tilts,
-        # gender, "NN ± M years", and the faces JSON.
-        page.get_by_role("tab", name="Age & gender").click()
-        expect(page.get_by_role("textbox", name="Face 1: tilt (degrees, counter-clockwise)")).to_have_value("")
-        run_example(page, "Age & gender", "Estimate gender and age")
-        no_face = page.get_by_text("No face found").locator("visible=true")
-        expect(no_face.first).to_be_visible(timeout=30_000)
-        run_example(page, "Age & gender", "Estimate gender and age", index=1)
-        expect(no_face).to_have_count(0, timeout=30_000)  # the notice does not outlive its result
-        expect(page.get_by_text(re.compile(r"\d+ ± \d+ years")).first).to_be_visible()
-        label = page.get_by_test_id("label").locator("visible=true")
-        expect(label.locator("h2, .output-class").first).to_have_text(re.compile("Female|Male"))
-        expect(page.get_by_role("textbox", name="Face 1: tilt (degrees, counter-clockwise)")).to_have_value(
-            re.compile(r"eyes \+2\d\.\d°, network [+-]\d+\.\d°; straightened by the network"))
-        crop = page.get_by_role("img", name=re.compile(r"Face 1: [+-]\d+°")).first
-        expect(crop).to_be_visible()
-        # The whole crop inside its gallery (a single face was once stretched and cut to its eyes)...
-        assert crop.evaluate(INSIDE_ITS_BLOCK), crop.bounding_box()
-        # ... and its caption not cut off.
-        caption = page.locator(".caption-label").locator("visible=true").first
-        expect(caption).to_have_text(re.compile(r"^Face 1: [+-]\d+°$"))
-        assert caption.evaluate("label => label.scrollWidth <= label.clientWidth")
-        expect(page.get_by_text('"tilt_eyes"').first).to_be_visible()
-        expect(page.get_by_text('"confidence"').first).to_be_visible()
-        page.get_by_role("radio", name=re.compile("line through the eyes")).check()
-        expect(page.get_by_role("textbox", name="Face 1: tilt (degrees, counter-clockwise)")).to_have_value(
-            re.compile("straightened by the eyes"), timeout=30_000)
-
-        # Caries: the overlay with its legend, and the area table.
-        run_example(page, "Caries segmentation", "Find the lesions")
-        expect(page.get_by_role("textbox", name="Summary")).to_have_value(re.compile("% of the image"), timeout=30_000)
-        expect(page.get_by_role("img", name=re.compile("segmentation mask")).first).to_be_visible()
-        labels = json.loads((caries_bundle / "task.json").read_text())["labels"]
-        expect(page.get_by_role("button", name=labels[0], exact=True)).to_be_visible()
-        expect(page.get_by_role("grid", name="Area per class")).to_contain_text(labels[0])
-        assert page.locator(".toast-body.error, [data-testid='toast-body']").count() == 0
-        page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
-        if os.environ.get("SCREENSHOT"):
-            shutil.copy(tmp_path / "app.png", os.environ["SCREENSHOT"])
-
-        # The API page lists the age & gender endpoint's faces output. (It also asks for
-        # /gradio_api/mcp/schema, a 404 without an MCP server: Gradio's own request, not counted.)
-        app_errors = list(errors)
-        page.get_by_text("Use via API").click()
-        expect(page.get_by_text('The output value that appears in the "faces" Json component.')).to_be_visible()
+        yield browser
         browser.close()
+
+
+def test_every_tab_opens_and_the_examples_run(served, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    url, root, _ = served
+    demo = root / "demo" / "dog_breed"
+    caries_bundle = root / "caries"
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.goto(url)
+
+    for task in TASKS:
+        page.get_by_role("tab", name=task.TITLE).click()
+        expect(page.get_by_text(task.DESCRIPTION)).to_be_visible()
+
+    run_example(page, "Dog breed", "Identify the breed")
+    expect(page.get_by_text("Demo model trained on synthetic data")).to_be_visible()
+    label = page.get_by_test_id("label").locator("visible=true")
+    breeds = json.loads((demo / "task.json").read_text())["labels"]
+    expect(label.locator("h2, .output-class").first).to_have_text(re.compile("|".join(breeds)), timeout=30_000)
+
+    # Age & gender: the annotated photo, the straightened crop whole with its caption, both tilts,
+    # gender, "NN ± M years", and the faces JSON.
+    page.get_by_role("tab", name="Age & gender").click()
+    expect(page.get_by_role("textbox", name="Face 1: tilt (degrees, counter-clockwise)")).to_have_value("")
+    run_example(page, "Age & gender", "Estimate gender and age")
+    no_face = page.get_by_text("No face found").locator("visible=true")
+    expect(no_face.first).to_be_visible(timeout=30_000)
+    run_example(page, "Age & gender", "Estimate gender and age", index=1)
+    expect(no_face).to_have_count(0, timeout=30_000)  # the notice does not outlive its result
+    expect(page.get_by_text(re.compile(r"\d+ ± \d+ years")).first).to_be_visible()
+    label = page.get_by_test_id("label").locator("visible=true")
+    expect(label.locator("h2, .output-class").first).to_have_text(re.compile("Female|Male"))
+    expect(page.get_by_role("textbox", name="Face 1: tilt (degrees, counter-clockwise)")).to_have_value(
+        re.compile(r"eyes \+2\d\.\d°, network [+-]\d+\.\d°; straightened by the network"))
+    crop = page.get_by_role("img", name=re.compile(r"Face 1: [+-]\d+°")).first
+    expect(crop).to_be_visible()
+    # The whole crop inside its gallery (a single face was once stretched and cut to its eyes)...
+    assert crop.evaluate(INSIDE_ITS_BLOCK), crop.bounding_box()
+    # ... and its caption not cut off.
+    caption = page.locator(".caption-label").locator("visible=true").first
+    expect(caption).to_have_text(re.compile(r"^Face 1: [+-]\d+°$"))
+    assert caption.evaluate("label => label.scrollWidth <= label.clientWidth")
+    expect(page.get_by_text('"tilt_eyes"').first).to_be_visible()
+    expect(page.get_by_text('"confidence"').first).to_be_visible()
+    page.get_by_role("radio", name=re.compile("line through the eyes")).check()
+    expect(page.get_by_role("textbox", name="Face 1: tilt (degrees, counter-clockwise)")).to_have_value(
+        re.compile("straightened by the eyes"), timeout=30_000)
+
+    # Caries: the overlay with its legend, and the area table.
+    run_example(page, "Caries segmentation", "Find the lesions")
+    expect(page.get_by_role("textbox", name="Summary")).to_have_value(re.compile("% of the image"), timeout=30_000)
+    expect(page.get_by_role("img", name=re.compile("segmentation mask")).first).to_be_visible()
+    labels = json.loads((caries_bundle / "task.json").read_text())["labels"]
+    expect(page.get_by_role("button", name=labels[0], exact=True)).to_be_visible()
+    expect(page.get_by_role("grid", name="Area per class")).to_contain_text(labels[0])
+    assert page.locator(".toast-body.error, [data-testid='toast-body']").count() == 0
+    page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+    if os.environ.get("SCREENSHOT"):
+        shutil.copy(tmp_path / "app.png", os.environ["SCREENSHOT"])
+
+    # The API page lists the age & gender endpoint's faces output. (It also asks for
+    # /gradio_api/mcp/schema, a 404 without an MCP server: Gradio's own request, not counted.)
+    app_errors = list(errors)
+    page.get_by_text("Use via API").click()
+    expect(page.get_by_text('The output value that appears in the "faces" Json component.')).to_be_visible()
+    page.close()
     assert app_errors == []
+
+
+def test_interpret_and_flag_a_dog_photo(served, browser, dogs_data, tmp_path):
+    """Upload, identify, Interpret: the heatmap appears; pick the right breed, Flag: the page confirms
+    and the flag is on disk with the photo's bytes."""
+    from playwright.sync_api import expect
+
+    url, root, flag_dir = served
+    photo = tmp_path / "chihuahua.png"  # enlarged, so that the heatmap reads on the page (docs/interpret.png)
+    small = Image.open(sorted((dogs_data / "Images" / "n02085620-Chihuahua").glob("*.jpg"))[2])
+    small.resize((small.width * 3, small.height * 3), Image.Resampling.BICUBIC).save(photo)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(url)
+    page.locator("input[type=file]").first.set_input_files(str(photo))
+    # The upload is a round trip to the server: pressed sooner, the button sends no picture.
+    expect(page.locator("[data-testid='image'] img").locator("visible=true").first).to_be_visible()
+    page.get_by_role("button", name="Identify the breed").click()
+    label = page.get_by_test_id("label").locator("visible=true")
+    expect(label.locator("h2, .output-class").first).to_have_text(re.compile(r"\w"), timeout=30_000)
+
+    page.get_by_role("button", name="Interpret").locator("visible=true").click()
+    heatmap = page.locator(".block").filter(has_text=HEATMAP_LABEL).locator("img").locator("visible=true")
+    expect(heatmap.first).to_be_visible(timeout=30_000)
+    assert heatmap.first.evaluate("img => img.naturalWidth") == Image.open(photo).width
+
+    expect(page.get_by_text("on this server").locator("visible=true").first).to_be_visible()
+    page.get_by_label("The right label (optional)").locator("visible=true").click()
+    page.get_by_role("option", name="Chihuahua").click()
+    page.get_by_role("button", name="Flag", exact=True).locator("visible=true").click()
+    expect(page.get_by_text("Flagged, thank you").first).to_be_visible(timeout=30_000)
+    if os.environ.get("INTERPRET_SCREENSHOT"):  # docs/interpret.png
+        page.get_by_role("tabpanel").locator("visible=true").first.screenshot(path=os.environ["INTERPRET_SCREENSHOT"])
+    [line] = [json.loads(line) for line in (flag_dir / "dog_breed" / "metadata.jsonl").read_text().splitlines()]
+    assert line["correction"] == "Chihuahua" and line["origin"] == str(root / "demo" / "dog_breed")
+    assert (flag_dir / "dog_breed" / line["file_name"]).read_bytes() == photo.read_bytes()
+    page.close()
