@@ -259,13 +259,17 @@ TINY_TRAINING = ["--image-size", "32", "--epochs", "6", "--patience", "6", "--fi
 
 
 @pytest.fixture(scope="session")
-def dog_comparison(dogs_data, tmp_path_factory):
+def dog_comparison(dogs_data, dog_bundle, tmp_path_factory):
     """The dog-breed recipe comparing conv4-gap and conv3-dense with corrections flagged in the app
     (--extra-data), run as a person would after a first attempt failed at its second backbone (a
     weights file that is not there): (bundle, the flags folder, the training samples the reader
-    gives, the second run's output). The second run must pick the comparison up where it stopped."""
+    gives, the second run's output). The second run must pick the comparison up where it stopped.
+    The folder holds hand-written lines of every kind, then one flag made through the live app's
+    Flag endpoint (its fifth good correction)."""
     import contextlib
     import io
+
+    from gradio_client import Client, handle_file
 
     from training import dog_breed
     from training.datasets.stanford_dogs import read_stanford_dogs, readable_breed
@@ -277,8 +281,16 @@ def dog_comparison(dogs_data, tmp_path_factory):
         firsts.setdefault(sample.label, sample)
     good = [(sample.path, breeds[sample.label]) for sample in list(firsts.values())[:4]]
     root = tmp_path_factory.mktemp("dog_comparison")
-    flags = root / "flags"
+    flags = root / "flagged" / "dog_breed"
     write_flags(flags, "dog_breed", good, held_out=[(test[0].path, breeds[test[0].label])], bad_labels=["Poodle"])
+    models = root / "models"
+    shutil.copytree(dog_bundle, models / "dog_breed")
+    live = list(firsts.values())[4]
+    with running_app(models, env={"FLAG_DIR": str(root / "flagged")}) as url:
+        client = Client(url, verbose=False)
+        answer = client.predict(handle_file(str(live.path)), api_name="/dog_breed")
+        said = client.predict(handle_file(str(live.path)), answer, breeds[live.label], "", api_name="/dog_breed_flag")
+        assert said.startswith("Flagged"), said
     out = root / "dog_breed"
     common = ["--data", str(dogs_data), "--out", str(out), "--extra-data", str(flags), *TINY_TRAINING]
     with pytest.raises(SystemExit, match="no such file"):

@@ -18,14 +18,15 @@ def test_dog_breed_flags_join_the_training_split_and_are_counted(dog_comparison,
     out, flags, (train, val, test), _ = dog_comparison
     dataset = json.loads((out / "task.json").read_text())["dataset"]
     extra = dataset["report"]["extra_data"]
-    assert extra["extra_examples"] == 4 and extra["lines"] == 10
+    # Four written by hand, one flagged through the live server.
+    assert extra["extra_examples"] == 5 and extra["lines"] == 11
     assert extra["dropped"] == {"other_task": 1, "unknown_label": 1, "no_correction": 1, "malformed_json": 1,
                                 "missing_image": 1, "held_out_image": 1}
     assert extra["examples"]["malformed_json"][0].startswith("line 9: not JSON")
     assert "'Poodle'" in extra["examples"]["unknown_label"][0]
-    # The training split grew by the four; validation and test are the dataset's own.
-    assert dataset["split_sizes"] == {"train": len(train) + 4, "validation": len(val), "test": len(test)}
-    assert "4 extra examples from `flags`" in (out / "README.md").read_text()
+    # The training split grew by the five; validation and test are the dataset's own.
+    assert dataset["split_sizes"] == {"train": len(train) + 5, "validation": len(val), "test": len(test)}
+    assert "5 extra examples from `dog_breed`" in (out / "README.md").read_text()
     # The content hash covers the flags: it is not the dataset's alone.
     assert dataset["sha256"] != inputs.fingerprint(list((dogs_data / "Images").rglob("*.jpg")), dogs_data)
 
