@@ -130,8 +130,13 @@ def request(http, base: str, api_name: str, photo: Path, options: list):
         path = http.post(f"{base}/upload", files={"files": (photo.name, handle, "image/jpeg")}).json()[0]
     data = [{"path": path, "meta": {"_type": "gradio.FileData"}}, *options]
     event = http.post(f"{base}/call/{api_name}", json={"data": data})
+    return event_result(http, base, api_name, event.json()["event_id"])
+
+
+def event_result(http, base: str, api_name: str, event_id: str):
+    """The data of a call's "complete" message, read from its event stream; an "error" raises."""
     kind = None
-    with http.stream("GET", f"{base}/call/{api_name}/{event.json()['event_id']}") as stream:
+    with http.stream("GET", f"{base}/call/{api_name}/{event_id}") as stream:
         for line in stream.iter_lines():
             if line.startswith("event:"):
                 kind = line.split(":", 1)[1].strip()

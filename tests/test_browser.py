@@ -38,9 +38,10 @@ def run_example(page, tab: str, button: str, index: int = 0):
 
 
 @pytest.fixture(scope="module")
-def served(dog_bundle, age_gender_trained, caries_bundle, tmp_path_factory):
-    """One app for this module's browser tests: the dog-breed tab on a demo model, age & gender and
-    caries on trained ones; flags in a folder of their own. Yields (url, models root, flag folder)."""
+def served(dog_bundle, hashtag_bundle, age_gender_trained, caries_bundle, tmp_path_factory):
+    """One app for this module's browser tests: the dog-breed tab on a demo model, hashtags, age &
+    gender and caries on trained ones; flags in a folder of their own. Yields (url, models root,
+    flag folder)."""
     from test_age_gender import astronaut
 
     root = tmp_path_factory.mktemp("browser") / "models"
@@ -50,6 +51,7 @@ def served(dog_bundle, age_gender_trained, caries_bundle, tmp_path_factory):
     (demo / "task.json").write_text(json.dumps({**metadata, "demo": True}))  # as training.demo marks them
     shutil.copytree(age_gender_trained[0], root / "age_gender")
     shutil.copytree(caries_bundle, root / "caries")
+    shutil.copytree(hashtag_bundle, root / "hashtags")
     # The age & gender tab's first examples: a picture without a face, and a real tilted face.
     ramp = np.tile(np.linspace(0, 255, 240, dtype=np.uint8), (180, 1))
     Image.fromarray(ramp).convert("RGB").save(root / "age_gender" / "examples" / "00_no_face.png")
@@ -174,4 +176,35 @@ def test_interpret_and_flag_a_dog_photo(served, browser, dogs_data, tmp_path):
     [line] = [json.loads(line) for line in (flag_dir / "dog_breed" / "metadata.jsonl").read_text().splitlines()]
     assert line["correction"] == "Chihuahua" and line["origin"] == str(root / "demo" / "dog_breed")
     assert (flag_dir / "dog_breed" / line["file_name"]).read_bytes() == photo.read_bytes()
+    page.close()
+
+
+def test_letting_go_of_the_threshold_updates_the_hashtags(served, browser):
+    """The result follows the slider when the user lets go of it, without pressing the button again:
+    at 0 every tag shown passes, at 1 none does."""
+    from playwright.sync_api import expect
+
+    url, _, _ = served
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(url)
+    run_example(page, "Hashtags", "Suggest hashtags")
+    tags = page.get_by_role("textbox", name="Hashtags to copy").locator("visible=true")
+    labels = page.get_by_test_id("label").locator("visible=true")
+    expect(labels.locator("h2, .output-class").first).to_have_text(re.compile(r"\w"), timeout=30_000)
+    slider = page.locator("input[type=range]").locator("visible=true").first
+
+    def drag_to(fraction: float):  # as a person does: press on the thumb, move, let go
+        box = slider.bounding_box()
+        y = box["y"] + box["height"] / 2
+        page.mouse.move(box["x"] + box["width"] * float(slider.evaluate("e => (e.value - e.min) / (e.max - e.min)")), y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * fraction, y, steps=8)
+        page.mouse.up()
+
+    drag_to(-0.1)  # past the left end: 0
+    expect(tags).to_have_value(re.compile(r"^#\S+( #\S+)+$"), timeout=30_000)
+    expect(page.get_by_text("(below threshold)")).to_have_count(0)
+    drag_to(1.1)  # past the right end: 1
+    expect(tags).to_have_value("", timeout=30_000)
+    expect(page.get_by_text("(below threshold)").first).to_be_visible()
     page.close()

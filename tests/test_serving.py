@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.serve import event_result
 from conftest import running_app
 from core.bundle import CompiledNetwork
 
@@ -110,21 +111,10 @@ def test_a_full_queue_refuses_at_once_and_the_server_keeps_serving(dog_bundle, m
         assert refused and accepted, [a.status_code for a in answers]
         assert all("Queue is full" in a.text for a in refused), refused[0].text
         for answer in accepted:  # what was accepted is answered
-            assert result(http, base, answer.json()["event_id"]) is not None
+            assert event_result(http, base, "dog_breed", answer.json()["event_id"]) is not None
         # Afterwards the server serves as before.
         again = http.post(f"{base}/call/dog_breed", json=data)
         assert again.status_code == 200
-        label = result(http, base, again.json()["event_id"])[0]
+        label = event_result(http, base, "dog_breed", again.json()["event_id"])[0]
         assert label["label"] in json.loads((dog_bundle / "task.json").read_text())["labels"]
 
-
-def result(http, base: str, event_id: str):
-    """The event stream's completed data (None if it ended otherwise)."""
-    kind = None
-    with http.stream("GET", f"{base}/call/dog_breed/{event_id}") as stream:
-        for line in stream.iter_lines():
-            if line.startswith("event:"):
-                kind = line.split(":", 1)[1].strip()
-            elif line.startswith("data:") and kind in ("complete", "error"):
-                return json.loads(line[5:]) if kind == "complete" else None
-    return None

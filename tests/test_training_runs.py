@@ -137,12 +137,16 @@ def test_the_cache_is_read_instead_of_decoding_and_follows_the_files(tmp_path):
 
     cache = tmp_path / "cache"
     first = inputs.Source(samples, decode, "test decoding", cache)
-    values = [first.decoded(i)[0] for i in range(len(samples))]
-    assert len(decoded) == 6 and len(list(cache.rglob("*.npz"))) == 6
+    values, entries = [], []  # each sample's decoded pixels and its cache entry
+    for i in range(len(samples)):
+        before = set(cache.rglob("*.npz"))
+        values.append(first.decoded(i)[0])
+        entries += list(set(cache.rglob("*.npz")) - before)
+    assert len(decoded) == 6 and len(set(entries)) == 6
     again = inputs.Source(samples, decode, "test decoding", cache)  # a later run
     assert all(np.array_equal(again.decoded(i)[0], values[i]) for i in range(6)) and len(decoded) == 6
     os.utime(samples[0].path, ns=(time.time_ns(), time.time_ns() + 10**9))  # the file changed
-    next(iter(cache.rglob("*.npz"))).write_bytes(b"damaged")
+    entries[1].write_bytes(b"damaged")  # another file's entry
     for i in range(6):
         again.decoded(i)
     assert len(decoded) == 8  # the changed file and the damaged entry, decoded again
