@@ -188,7 +188,8 @@ def test_letting_go_of_the_threshold_updates_the_hashtags(served, browser):
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.goto(url)
     run_example(page, "Hashtags", "Suggest hashtags")
-    tags = page.get_by_role("textbox", name="Hashtags to copy").locator("visible=true")
+    # The read-only text box has no accessible name of its own: find it by its block's label.
+    tags = page.locator(".block").filter(has_text="Hashtags to copy").locator("textarea").locator("visible=true")
     labels = page.get_by_test_id("label").locator("visible=true")
     expect(labels.locator("h2, .output-class").first).to_have_text(re.compile(r"\w"), timeout=30_000)
     slider = page.locator("input[type=range]").locator("visible=true").first
