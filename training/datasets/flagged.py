@@ -38,6 +38,7 @@ import numbers
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from core.flags import METADATA  # the app writes the folder: one name for its table
 from core.images import ImageError, open_image
 from training.datasets.faces import MAX_AGE, MIN_AGE
 from training.datasets.report import DropReport
@@ -77,7 +78,7 @@ class Flagged:
     @property
     def files(self) -> list[Path]:
         """What a recipe adds to its content-hash scan besides the pictures."""
-        return [self.folder / "metadata.jsonl"]
+        return [self.folder / METADATA]
 
     def leave_out_held_out(self, digests: dict, held_out) -> None:
         """Drop the flags whose picture is byte for byte one of the `held_out` files (`digests`:
@@ -109,7 +110,7 @@ def read_flagged(folder: Path, task: str, kind: str, labels: list[str]) -> Flagg
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r}: expected one of {KINDS}")
     folder = Path(folder)
-    table = folder / "metadata.jsonl"
+    table = folder / METADATA
     if not folder.is_dir():
         raise SystemExit(f"--extra-data {folder}: no such folder")
     if not table.is_file():
