@@ -24,9 +24,9 @@ from core import source
 from core.bundle import BundleError, read_metadata
 from tasks import TASKS
 
-# About how long each demo build takes on 2 CPU cores (measured on a busy machine: 4 min 17 s in
-# all), said before it starts.
-SECONDS = {"dog_breed": 40, "hashtags": 40, "movie_genres": 40, "age_gender": 50, "caries": 70, "sandwich": 20}
+# About how long each demo build takes on 2 idle CPU cores (measured from a fresh clone: 2 min 51 s
+# in all), said before it starts.
+SECONDS = {"dog_breed": 25, "hashtags": 25, "movie_genres": 25, "age_gender": 40, "caries": 45, "sandwich": 12}
 
 
 def present(folder: Path) -> bool:
