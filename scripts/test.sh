@@ -8,4 +8,5 @@ if ! command -v chromium >/dev/null; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -q && $sudo apt-get install -y -q chromium
 fi
-exec .venv/bin/python -m pytest "$@"
+# Two workers, each file in one of them (its module fixtures are built once); `-n 0` runs in one process.
+exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"

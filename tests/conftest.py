@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -22,11 +23,45 @@ QUICK_TRAINING = ["--backbone", "small", "--weights", "none", "--image-size", "6
                   "--patience", "8", "--fine-tune-epochs", "2", "--batch-size", "16"]
 
 
+def built_once(tmp_path_factory, name: str, build):
+    """What a session fixture builds, built once for the whole run: scripts/test.sh runs the tests
+    in two pytest-xdist workers, and the first worker that needs `name` builds it (in the folder
+    given to `build`) while the other waits on a file lock, then reuses it (xdist's recipe for
+    session fixtures). Returns (the folder, what `build` returned; it must be JSON)."""
+    import json
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, above each worker's own
+    folder, result = base / "shared" / name, base / "shared" / f"{name}.json"
+    folder.parent.mkdir(exist_ok=True)
+    with FileLock(f"{folder}.lock"):
+        if not result.is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            result.write_text(json.dumps(build(folder)))
+    return folder, json.loads(result.read_text())
+
+
+
+# The longest files first: pytest-xdist hands whole files to its two workers in this order, and a
+# long file left for last would run alone at the end.
+SLOWEST_FIRST = ["test_pretrained.py", "test_training_runs.py", "test_age_gender.py", "test_browser.py"]
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: place for place, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 @pytest.fixture(scope="session")
 def dogs_data(tmp_path_factory):
     from training.synthetic.dogs import make_stanford_dogs
 
-    return make_stanford_dogs(tmp_path_factory.mktemp("stanford_dogs"), breeds=6, per_breed=30, size=128, lists="root")
+    def build(root):
+        make_stanford_dogs(root, breeds=6, per_breed=30, size=128, lists="root")
+
+    return built_once(tmp_path_factory, "stanford_dogs", build)[0]
 
 
 @pytest.fixture(scope="session")
@@ -34,9 +69,10 @@ def dog_bundle(dogs_data, tmp_path_factory):
     """A bundle trained once per session by `python -m training.dog_breed`'s main."""
     from training import dog_breed
 
-    out = tmp_path_factory.mktemp("bundles") / "dog_breed"
-    dog_breed.main(["--data", str(dogs_data), "--out", str(out), *QUICK_TRAINING, "--with-examples"])
-    return out
+    def build(root):
+        dog_breed.main(["--data", str(dogs_data), "--out", str(root / "dog_breed"), *QUICK_TRAINING, "--with-examples"])
+
+    return built_once(tmp_path_factory, "dog_bundle", build)[0] / "dog_breed"
 
 
 @pytest.fixture
@@ -125,22 +161,25 @@ def harrison_data(tmp_path_factory):
     5 empty tag line, 7 a tag outside the vocabulary, 9 image missing, 11 image corrupted."""
     from training.synthetic.motifs import make_harrison
 
-    root = make_harrison(tmp_path_factory.mktemp("harrison"), count=240, size=96)
-    paths = (root / "data_list.txt").read_text().splitlines()
-    edit_line(root / "tag_list.txt", 5, lambda line: "  ")
-    edit_line(root / "tag_list.txt", 7, lambda line: line + "notinvocab ")
-    (root / paths[8]).unlink()
-    (root / paths[10]).write_bytes(b"\xff\xd8\xff\xe0 corrupted jpeg")
-    return root
+    def build(root):
+        make_harrison(root, count=240, size=96)
+        paths = (root / "data_list.txt").read_text().splitlines()
+        edit_line(root / "tag_list.txt", 5, lambda line: "  ")
+        edit_line(root / "tag_list.txt", 7, lambda line: line + "notinvocab ")
+        (root / paths[8]).unlink()
+        (root / paths[10]).write_bytes(b"\xff\xd8\xff\xe0 corrupted jpeg")
+
+    return built_once(tmp_path_factory, "harrison", build)[0]
 
 
 @pytest.fixture(scope="session")
 def hashtag_bundle(harrison_data, tmp_path_factory):
     from training import hashtags
 
-    out = tmp_path_factory.mktemp("bundles") / "hashtags"
-    hashtags.main(["--data", str(harrison_data), "--out", str(out), *QUICK_TRAINING, "--with-examples"])
-    return out
+    def build(root):
+        hashtags.main(["--data", str(harrison_data), "--out", str(root / "hashtags"), *QUICK_TRAINING, "--with-examples"])
+
+    return built_once(tmp_path_factory, "hashtag_bundle", build)[0] / "hashtags"
 
 
 @pytest.fixture(scope="session")
@@ -149,25 +188,29 @@ def poster_data(tmp_path_factory):
     columns, 6 poster missing, 8 a malformed row, 10 poster corrupted."""
     from training.synthetic.motifs import make_movie_posters
 
-    root = make_movie_posters(tmp_path_factory.mktemp("posters"), count=240)
-    table = root / "train.csv"
-    rows = list(csv.reader(table.open()))
-    rows[3][1] = str(["Western", *ast.literal_eval(rows[3][1])])  # line 4: a genre its 0/1 columns do not have
-    with table.open("w", newline="") as handle:
-        csv.writer(handle).writerows(rows)
-    (root / "Images" / f"{table.read_text().splitlines()[5].split(',')[0]}.jpg").unlink()
-    edit_line(table, 8, lambda line: line + ",1")
-    (root / "Images" / f"{table.read_text().splitlines()[9].split(',')[0]}.jpg").write_bytes(b"GIF89a broken")
-    return root
+    def build(root):
+        make_movie_posters(root, count=240)
+        table = root / "train.csv"
+        rows = list(csv.reader(table.open()))
+        rows[3][1] = str(["Western", *ast.literal_eval(rows[3][1])])  # line 4: a genre its 0/1 columns do not have
+        with table.open("w", newline="") as handle:
+            csv.writer(handle).writerows(rows)
+        (root / "Images" / f"{table.read_text().splitlines()[5].split(',')[0]}.jpg").unlink()
+        edit_line(table, 8, lambda line: line + ",1")
+        (root / "Images" / f"{table.read_text().splitlines()[9].split(',')[0]}.jpg").write_bytes(b"GIF89a broken")
+
+    return built_once(tmp_path_factory, "posters", build)[0]
 
 
 @pytest.fixture(scope="session")
 def genre_bundle(poster_data, tmp_path_factory):
     from training import movie_genres
 
-    out = tmp_path_factory.mktemp("bundles") / "movie_genres"
-    movie_genres.main(["--data", str(poster_data), "--out", str(out), *QUICK_TRAINING, "--with-examples"])
-    return out
+    def build(root):
+        movie_genres.main(["--data", str(poster_data), "--out", str(root / "movie_genres"), *QUICK_TRAINING,
+                           "--with-examples"])
+
+    return built_once(tmp_path_factory, "genre_bundle", build)[0] / "movie_genres"
 
 
 # A small run of the age & gender recipe on drawn faces; the rotation network learns the full circle.
@@ -181,14 +224,15 @@ def faces_data(tmp_path_factory):
     """Drawn faces in both layouts, with UTKFace's real naming problems and one broken image."""
     from training.synthetic.faces import make_imdb_wiki, make_utkface
 
-    root = tmp_path_factory.mktemp("faces")
-    make_imdb_wiki(root, count=160, size=72, seed=0)
-    make_utkface(root, count=160, size=72, seed=1)
-    some = next((root / "UTKFace").iterdir())
-    shutil.copy(some, root / "UTKFace" / "39_1_20170116174525125.jpg.chip.jpg")
-    shutil.copy(some, root / "UTKFace" / "61_3_1_20170109150557335.jpg")
-    (root / "UTKFace" / "25_0_0_20170101000000000.jpg.chip.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
-    return root
+    def build(root):
+        make_imdb_wiki(root, count=160, size=72, seed=0)
+        make_utkface(root, count=160, size=72, seed=1)
+        some = next((root / "UTKFace").iterdir())
+        shutil.copy(some, root / "UTKFace" / "39_1_20170116174525125.jpg.chip.jpg")
+        shutil.copy(some, root / "UTKFace" / "61_3_1_20170109150557335.jpg")
+        (root / "UTKFace" / "25_0_0_20170101000000000.jpg.chip.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
+
+    return built_once(tmp_path_factory, "faces", build)[0]
 
 
 @pytest.fixture(scope="session")
@@ -196,9 +240,12 @@ def age_gender_trained(faces_data, tmp_path_factory):
     """(bundle folder, held-out metrics) of one session-wide run of `python -m training.age_gender`."""
     from training import age_gender
 
-    out = tmp_path_factory.mktemp("bundles") / "age_gender"
-    metrics = age_gender.main(["--data", str(faces_data), "--out", str(out), *QUICK_AGE_GENDER, "--with-examples"])
-    return out, metrics
+    def build(root):
+        return age_gender.main(["--data", str(faces_data), "--out", str(root / "age_gender"), *QUICK_AGE_GENDER,
+                                "--with-examples"])
+
+    folder, metrics = built_once(tmp_path_factory, "age_gender_trained", build)
+    return folder / "age_gender", metrics
 
 
 QUICK_CARIES = ["--image-size", "64", "--depth", "3", "--width", "8", "--epochs", "12", "--patience", "6",
@@ -211,19 +258,21 @@ def caries_data(tmp_path_factory):
     from training import masks_from_annotations
     from training.synthetic.radiographs import make_caries_dataset
 
-    root = tmp_path_factory.mktemp("caries")
-    images, export = make_caries_dataset(root / "raw", count=60, size=(96, 64), teeth=(2, 3), seed=1)
-    masks_from_annotations.main(["--annotations", str(export), "--images", str(images), "--out", str(root / "data")])
-    return root / "data"
+    def build(root):
+        images, export = make_caries_dataset(root / "raw", count=60, size=(96, 64), teeth=(2, 3), seed=1)
+        masks_from_annotations.main(["--annotations", str(export), "--images", str(images), "--out", str(root / "data")])
+
+    return built_once(tmp_path_factory, "caries", build)[0] / "data"
 
 
 @pytest.fixture(scope="session")
 def caries_bundle(caries_data, tmp_path_factory):
     from training import caries
 
-    out = tmp_path_factory.mktemp("bundles") / "caries"
-    caries.main(["--data", str(caries_data), "--out", str(out), *QUICK_CARIES, "--with-examples"])
-    return out
+    def build(root):
+        caries.main(["--data", str(caries_data), "--out", str(root / "caries"), *QUICK_CARIES, "--with-examples"])
+
+    return built_once(tmp_path_factory, "caries_bundle", build)[0] / "caries"
 
 
 def write_flags(folder: Path, task: str, good, held_out=(), bad_labels=()) -> Path:
@@ -280,22 +329,27 @@ def dog_comparison(dogs_data, dog_bundle, tmp_path_factory):
     for sample in train:
         firsts.setdefault(sample.label, sample)
     good = [(sample.path, breeds[sample.label]) for sample in list(firsts.values())[:4]]
-    root = tmp_path_factory.mktemp("dog_comparison")
-    flags = root / "flagged" / "dog_breed"
-    write_flags(flags, "dog_breed", good, held_out=[(test[0].path, breeds[test[0].label])], bad_labels=["Poodle"])
-    models = root / "models"
-    shutil.copytree(dog_bundle, models / "dog_breed")
-    live = list(firsts.values())[4]
-    with running_app(models, env={"FLAG_DIR": str(root / "flagged")}) as url:
-        client = Client(url, verbose=False)
-        answer = client.predict(handle_file(str(live.path)), api_name="/dog_breed")
-        said = client.predict(handle_file(str(live.path)), answer, breeds[live.label], "", api_name="/dog_breed_flag")
-        assert said.startswith("Flagged"), said
-    out = root / "dog_breed"
-    common = ["--data", str(dogs_data), "--out", str(out), "--extra-data", str(flags), *TINY_TRAINING]
-    with pytest.raises(SystemExit, match="no such file"):
-        dog_breed.main([*common, "--backbone", "conv4-gap", "mobilenetv2", "--weights", str(root / "missing.h5")])
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        dog_breed.main([*common, "--backbone", "conv4-gap", "conv3-dense", "--weights", "none"])
-    return out, flags, (train, val, test), printed.getvalue()
+
+    def build(root):
+        flags = root / "flagged" / "dog_breed"
+        write_flags(flags, "dog_breed", good, held_out=[(test[0].path, breeds[test[0].label])], bad_labels=["Poodle"])
+        models = root / "models"
+        shutil.copytree(dog_bundle, models / "dog_breed")
+        live = list(firsts.values())[4]
+        with running_app(models, env={"FLAG_DIR": str(root / "flagged")}) as url:
+            client = Client(url, verbose=False)
+            answer = client.predict(handle_file(str(live.path)), api_name="/dog_breed")
+            said = client.predict(handle_file(str(live.path)), answer, breeds[live.label], "",
+                                  api_name="/dog_breed_flag")
+            assert said.startswith("Flagged"), said
+        common = ["--data", str(dogs_data), "--out", str(root / "dog_breed"), "--extra-data", str(flags),
+                  *TINY_TRAINING]
+        with pytest.raises(SystemExit, match="no such file"):
+            dog_breed.main([*common, "--backbone", "conv4-gap", "mobilenetv2", "--weights", str(root / "missing.h5")])
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            dog_breed.main([*common, "--backbone", "conv4-gap", "conv3-dense", "--weights", "none"])
+        return printed.getvalue()
+
+    root, printed = built_once(tmp_path_factory, "dog_comparison", build)
+    return root / "dog_breed", root / "flagged" / "dog_breed", (train, val, test), printed

@@ -448,7 +448,7 @@ def test_a_from_scratch_backbone_validates_what_it_learns_and_both_tilts_are_mea
     tilt on the held-out faces it turned, beside the network's."""
     out = tmp_path / "scratch"
     metrics = age_gender.main(["--data", str(faces_data), "--out", str(out), "--backbone", "mobilenetv2",
-                               "--weights", "none", "--image-size", "32", "--epochs", "6", "--fine-tune-epochs", "0",
+                               "--weights", "none", "--image-size", "32", "--epochs", "10", "--fine-tune-epochs", "0",
                                "--rotation-backbone", "small", "--rotation-epochs", "1", "--batch-size", "32",
                                "--max-angle", "45", "--angle-bin", "5"])
     with open(out / "logs" / "gender_age-1.csv", newline="") as handle:
