@@ -470,7 +470,7 @@ def build_demo(out: Path, workdir: Path):
 
     images, export = make_caries_dataset(workdir / "radiographs", count=60, size=(128, 80), teeth=(2, 4))
     masks_from_annotations.main(["--annotations", str(export), "--images", str(images), "--out", str(workdir / "caries")])
-    main(["--data", str(workdir / "caries"), "--out", str(out), "--image-size", "64", "--depth", "3", "--width", "12",
+    main(["--data", str(workdir / "caries"), "--out", str(out), "--image-size", "64", "--depth", "3", "--width", "8",
           "--epochs", "10", "--patience", "10", "--batch-size", "16", "--learning-rate", "0.005", "--with-examples",
           "--demo"])
 
