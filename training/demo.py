@@ -87,14 +87,14 @@ def build_all(builds: list[tuple[str, Path]], workers: int | None = None) -> lis
     failed = []
     # spawn: a fresh interpreter per build (TensorFlow does not survive fork).
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        running = {pool.submit(build_by_name, name, out): name for name, out in builds}
+        running = {pool.submit(build_by_name, name, out): (name, out) for name, out in builds}
         for future in as_completed(running):
+            name, out = running[future]
             try:
                 future.result()
             except Exception as error:  # noqa: BLE001 - one failed build must not stop the others
-                failed.append(running[future])
-                print(f"  the {running[future]} demo model failed: {error!r} (log: "
-                      f"{dict(builds)[running[future]].with_name(running[future] + '.log')})", flush=True)
+                failed.append(name)
+                print(f"  the {name} demo model failed: {error!r} (log: {out.with_name(f'{name}.log')})", flush=True)
     return failed
 
 
