@@ -333,7 +333,7 @@ def main(argv=None):
     scan = inputs.scan(images + [p.mask for p in pairs + extra], args.data, images=images, extra_root=args.extra_data)
     recorded = {"extra_data_sha256": inputs.fingerprint([f for p in extra for f in (p.image, p.mask)], args.extra_data)
                 } if args.extra_data else {}
-    run = fitting.Run(args.out, options.settings(args, **recorded), args.restart)
+    run = fitting.Run(args.out, options.settings(args, **recorded), args.restart, resumable=not args.demo)
     fitting.set_precision(args.mixed_precision)
     strategy = fitting.distribution()
     replicas = strategy.num_replicas_in_sync
@@ -471,7 +471,7 @@ def build_demo(out: Path, workdir: Path):
     images, export = make_caries_dataset(workdir / "radiographs", count=60, size=(128, 80), teeth=(2, 4))
     masks_from_annotations.main(["--annotations", str(export), "--images", str(images), "--out", str(workdir / "caries")])
     main(["--data", str(workdir / "caries"), "--out", str(out), "--image-size", "64", "--depth", "3", "--width", "8",
-          "--epochs", "10", "--patience", "10", "--batch-size", "16", "--learning-rate", "0.005", "--with-examples",
+          "--epochs", "8", "--patience", "8", "--batch-size", "16", "--learning-rate", "0.005", "--with-examples",
           "--demo"])
 
 

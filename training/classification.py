@@ -83,7 +83,8 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str, dens
     keras.utils.set_random_seed(args.seed)
     run = None
     if len(backbones) == 1:
-        run = fitting.Run(args.out, options.settings(args, backbone=backbones[0], **recorded), args.restart)
+        run = fitting.Run(args.out, options.settings(args, backbone=backbones[0], **recorded), args.restart,
+                          resumable=not args.demo)
     fitting.set_precision(args.mixed_precision)
     strategy = fitting.distribution()
 

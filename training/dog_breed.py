@@ -56,7 +56,7 @@ def build_demo(out: Path, workdir: Path):
 
     data = make_stanford_dogs(workdir / "stanford_dogs", breeds=6, per_breed=30, size=128)
     main(["--data", str(data), "--out", str(out), "--backbone", "conv4-gap", "--weights", "none", "--image-size", "64",
-          "--epochs", "10", "--patience", "10", "--fine-tune-epochs", "0", "--batch-size", "16", "--learning-rate",
+          "--epochs", "8", "--patience", "8", "--fine-tune-epochs", "0", "--batch-size", "16", "--learning-rate",
           "0.003", "--with-examples", "--demo"])
 
 

@@ -73,7 +73,7 @@ def build_demo(out: Path, workdir: Path):
 
     data = make_harrison(workdir / "harrison", count=240, size=96)
     main(["--data", str(data), "--out", str(out), "--backbone", "conv4-gap", "--weights", "none", "--image-size", "64",
-          "--epochs", "12", "--patience", "12", "--fine-tune-epochs", "0", "--batch-size", "16", "--learning-rate",
+          "--epochs", "9", "--patience", "9", "--fine-tune-epochs", "0", "--batch-size", "16", "--learning-rate",
           "0.003", "--with-examples", "--demo"])
 
 

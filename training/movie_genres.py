@@ -52,7 +52,7 @@ def build_demo(out: Path, workdir: Path):
 
     data = make_movie_posters(workdir / "posters", count=240)
     main(["--data", str(data), "--out", str(out), "--backbone", "conv4-gap", "--weights", "none", "--image-size", "64",
-          "--epochs", "12", "--patience", "12", "--fine-tune-epochs", "0", "--batch-size", "16", "--learning-rate",
+          "--epochs", "9", "--patience", "9", "--fine-tune-epochs", "0", "--batch-size", "16", "--learning-rate",
           "0.003", "--with-examples", "--demo"])
 
 

@@ -59,7 +59,7 @@ def build_demo(out: Path, workdir: Path):
     from training.synthetic.food import make_food_crops
 
     data = make_food_crops(workdir / "images_cropped", per_class=60, size=96)
-    main(["--data", str(data), "--out", str(out), "--image-size", "64", "--epochs", "10", "--patience", "10",
+    main(["--data", str(data), "--out", str(out), "--image-size", "64", "--epochs", "8", "--patience", "8",
           "--with-examples", "--demo"])
 
 
