@@ -74,7 +74,7 @@ def main(argv=None):
     flag_root = flags.flag_root(args.flag_dir, enabled=False if args.no_flagging else None)
     logging.getLogger("app").info("flags: %s", flag_root or "off")
     demo_app = build_app(models, flag_root)
-    demo_app.queue(default_concurrency_limit=ui.CONCURRENCY, max_size=ui.QUEUE_SIZE)
+    ui.queue(demo_app)
     # Only the files the page shows (the examples) can be fetched, not the bundles around them.
     shown = [str(path) for resolved in models.values() if resolved.bundle is not None
              for path in ui.example_files(resolved.bundle)]

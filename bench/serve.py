@@ -207,7 +207,7 @@ def main():
         full_size_bundles(Path(models_dir), only=args.only)
     models = app.load_models(models_dir)
     demo = app.build_app(models)
-    demo.queue(default_concurrency_limit=ui.CONCURRENCY, max_size=ui.QUEUE_SIZE)  # the app's own settings
+    ui.queue(demo)  # the app's own settings
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, state_session_capacity=ui.SESSIONS)
     http = httpx.Client(timeout=120)
     base = url.rstrip("/") + "/gradio_api"

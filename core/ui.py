@@ -29,12 +29,25 @@ QUEUE_SIZE = int(os.environ.get("QUEUE_SIZE", 64))
 # the garbage collector slows every request as it does (see the README's "Serving under load"). No
 # tab keeps per-session state (no gr.State), so an evicted session loses nothing.
 SESSIONS = int(os.environ.get("SESSIONS", 200))
+# Gradio 6.31's queue rebuilds its per-endpoint analytics summary (a pandas DataFrame over the last
+# 10,000 events, for the latency figures on the API page) after every event, so each request cost
+# more than the one before until 10,000 had been served: a tenth of the server's time after eight
+# minutes at 10 requests/s (py-spy; README, "Serving under load"). Gradio's own setting
+# GRADIO_ANALYTICS_CACHE_FREQUENCY, read when the queue is made, rebuilds it every 100 instead.
+ANALYTICS_EVERY = 100
 MAX_FILE_SIZE = "25mb"
 DEMO_BANNER = "⚠️ **Demo model trained on synthetic data — its predictions mean nothing.**"
 MODEL_FAILED = "The model failed on this image; the server log has the details."
 HEATMAP_LABEL = "Where the model looked (Grad-CAM: red raised the answer most)"
 
 log = logging.getLogger("app")
+
+
+def queue(demo: gr.Blocks) -> gr.Blocks:
+    """The page's queue with the app's serving settings (above); a GRADIO_ANALYTICS_CACHE_FREQUENCY
+    already set in the environment is kept."""
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(ANALYTICS_EVERY))
+    return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
 
 
 class ImageUpload(gr.Image):

@@ -118,3 +118,22 @@ def test_a_full_queue_refuses_at_once_and_the_server_keeps_serving(dog_bundle, m
         label = event_result(http, base, "dog_breed", again.json()["event_id"])[0]
         assert label["label"] in json.loads((dog_bundle / "task.json").read_text())["labels"]
 
+
+
+def test_the_queue_rebuilds_its_analytics_every_hundred_events_unless_told_otherwise(monkeypatch):
+    """Gradio reads GRADIO_ANALYTICS_CACHE_FREQUENCY when the queue is made (its attribute keeps
+    Gradio's spelling); this fails if a Gradio upgrade stops reading it, and the README's
+    "Serving under load" workaround with it."""
+    import gradio as gr
+
+    from core import ui
+
+    def page():
+        with gr.Blocks() as demo:
+            gr.Button().click(lambda: None)
+        return demo
+
+    monkeypatch.delenv("GRADIO_ANALYTICS_CACHE_FREQUENCY", raising=False)
+    assert ui.queue(page())._queue.ANAYLTICS_CACHE_FREQUENCY == ui.ANALYTICS_EVERY == 100
+    monkeypatch.setenv("GRADIO_ANALYTICS_CACHE_FREQUENCY", "7")
+    assert ui.queue(page())._queue.ANAYLTICS_CACHE_FREQUENCY == 7
