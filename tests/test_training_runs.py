@@ -20,7 +20,6 @@ from core.bundle import load_bundle
 from training import inputs
 from training.synthetic.dogs import make_stanford_dogs
 
-
 # Ten epochs at 48 pixels, no fine-tuning: enough to learn six synthetic breeds well above chance.
 SHORT_RUN = ["--backbone", "small", "--weights", "none", "--image-size", "48", "--epochs", "10", "--patience", "50",
              "--fine-tune-epochs", "0", "--batch-size", "16"]
