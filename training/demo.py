@@ -80,8 +80,8 @@ def output_to(handle):
 def build_all(builds: list[tuple[str, Path]], workers: int | None = None) -> list[str]:
     """Build these (task name, bundle folder) demo bundles, `workers` at a time (default: one per
     CPU core), each in a process of its own; returns the names of the builds that failed, after
-    saying why. A demo build is mostly single-threaded Python around small networks, so two run
-    side by side on 2 cores in little more time than one; longest first, so they end together."""
+    saying why. Each process gets its share of the cores (`share_cores`); longest first, so the
+    builds end together."""
     builds = sorted(builds, key=lambda build: -SECONDS.get(build[0], 30))
     workers = max(1, min(len(builds), workers or os.cpu_count() or 1))
     failed = []
