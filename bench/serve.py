@@ -1,6 +1,7 @@
 """Serving benchmark (not a test): request latency through the live server vs the work it wraps.
 
     python -m bench.serve [--models-dir DIR] [--full-size] [--requests 40] [--only TASK ...]
+                          [--clients 1 2 4 8 [--seconds 30] [--sessions]]
 
 For each tab with a model, starts the app in this process and sends requests
 through Gradio's HTTP API (upload, /call/<api>, event stream), interleaved with
@@ -12,6 +13,11 @@ two in-process measurements on the same picture in the same run:
   each of its two networks once, on all faces in one batch).
 Prints p50/p95 and request/forward and request/handler; the target is
 request/forward <= 1.2. request/handler is what Gradio's path adds.
+
+With --clients 1 2 4 8 it measures throughput instead: N clients sending requests back to back
+(--sessions: each keeping one Gradio session, as an open page does; by default each call is a new
+session, as a script's REST calls are), and beside each figure the bare forward passes with N
+threads calling at once, in this process without HTTP: the most the server could serve.
 
 The requests go over plain HTTP rather than gradio_client, whose result
 polling sleeps 50 ms per message and would measure the client, not the server.
@@ -124,12 +130,14 @@ def default_options(http, base: str, api_name: str) -> list:
     return [p.get("parameter_default") for p in parameters[1:]]
 
 
-def request(http, base: str, api_name: str, photo: Path, options: list):
-    """One request as a browser makes it: upload the file, call the endpoint, read the event stream."""
+def request(http, base: str, api_name: str, photo: Path, options: list, session: str | None = None):
+    """One request: upload the file, call the endpoint, read the event stream. With `session`, the
+    call joins that Gradio session, as every call from one open page does; without, each call is a
+    new session, as a script's plain REST calls are."""
     with open(photo, "rb") as handle:
         path = http.post(f"{base}/upload", files={"files": (photo.name, handle, "image/jpeg")}).json()[0]
     data = [{"path": path, "meta": {"_type": "gradio.FileData"}}, *options]
-    event = http.post(f"{base}/call/{api_name}", json={"data": data})
+    event = http.post(f"{base}/call/{api_name}", json={"data": data, "session_hash": session})
     return event_result(http, base, api_name, event.json()["event_id"])
 
 
@@ -151,37 +159,60 @@ def percentiles(samples):
     return np.percentile(samples, 50) * 1000, np.percentile(samples, 95) * 1000
 
 
-def throughput(base: str, api_name: str, photo: Path, options: list, clients: list[int], seconds: float):
-    """Requests per second with N clients sending back to back, for each N; and N / 1."""
+def back_to_back(work, count: int, seconds: float) -> tuple[float, list[float]]:
+    """`count` threads calling `work()` back to back: calls finished per second over `seconds`
+    (after a warm-up of a sixth of that, so every thread's first call is in flight), and every
+    call's duration."""
     import threading
+
+    finished, stop = [], threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            started = time.perf_counter()
+            work()
+            finished.append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=loop) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    time.sleep(seconds / 6)
+    done_before, started = len(finished), time.perf_counter()
+    time.sleep(seconds)
+    rate = (len(finished) - done_before) / (time.perf_counter() - started)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    return rate, finished
+
+
+def throughput(base: str, api_name: str, photo: Path, options: list, forward, clients: list[int], seconds: float,
+               sessions: bool = False):
+    """For each N: requests per second with N clients sending back to back, and N / 1; beside it,
+    the bare forward passes (`forward()`, in this process, no HTTP) with N threads calling at once:
+    the most the server could serve. With `sessions`, each client keeps one Gradio session for all
+    its calls (an open page)."""
+    import threading
+    import uuid
 
     import httpx
 
+    local = threading.local()
+
+    def client_request():
+        if not hasattr(local, "http"):
+            local.http, local.session = httpx.Client(timeout=120), uuid.uuid4().hex if sessions else None
+        request(local.http, base, api_name, photo, options, local.session)
+
     first = None
-    print(f"{api_name}: {'clients':>7} {'requests/s':>11} {'p50 ms':>8} {'vs 1 client':>12}")
+    print(f"{api_name}: {'clients':>7} {'requests/s':>11} {'p50 ms':>8} {'vs 1 client':>12} {'forward only/s':>15}"
+          f" {'requests/forward':>17}")
     for count in clients:
-        finished, stop = [], threading.Event()
-
-        def client():
-            http = httpx.Client(timeout=120)
-            while not stop.is_set():
-                started = time.perf_counter()
-                request(http, base, api_name, photo, options)
-                finished.append(time.perf_counter() - started)
-
-        threads = [threading.Thread(target=client) for _ in range(count)]
-        for thread in threads:
-            thread.start()
-        time.sleep(seconds / 6)  # warm-up: every client's first request in flight
-        done_before, started = len(finished), time.perf_counter()
-        time.sleep(seconds)
-        rate = (len(finished) - done_before) / (time.perf_counter() - started)
-        stop.set()
-        for thread in threads:
-            thread.join()
+        rate, durations = back_to_back(client_request, count, seconds)
+        bare, _ = back_to_back(forward, count, seconds)
         first = first or rate
-        print(f"{'':>{len(api_name) + 1}} {count:>7} {rate:>11.2f} {np.percentile(finished, 50) * 1000:>8.0f}"
-              f" {rate / first:>11.2f}x", flush=True)
+        print(f"{'':>{len(api_name) + 1}} {count:>7} {rate:>11.2f} {np.percentile(durations, 50) * 1000:>8.0f}"
+              f" {rate / first:>11.2f}x {bare:>15.2f} {rate / bare:>17.2f}", flush=True)
 
 
 def main():
@@ -193,6 +224,9 @@ def main():
     parser.add_argument("--clients", nargs="*", type=int, metavar="N",
                         help="instead of latency: throughput with N clients sending back to back (e.g. 1 2 4 8)")
     parser.add_argument("--seconds", type=float, default=30, help="with --clients: seconds per measurement")
+    parser.add_argument("--sessions", action="store_true",
+                        help="with --clients: each client keeps one session, as an open page does (default: a new "
+                             "session per call, as plain REST calls make)")
     args = parser.parse_args()
 
     import httpx
@@ -217,8 +251,10 @@ def main():
         for task in TASKS:
             if (not args.only or task.NAME in args.only) and models[task.NAME].bundle is not None:
                 photo = test_picture(task.NAME, folder)
-                throughput(base, task.API_NAME, photo, default_options(http, base, task.API_NAME), args.clients,
-                           args.seconds)
+                calls = forward_inputs(task.NAME, models[task.NAME].bundle)
+                throughput(base, task.API_NAME, photo, default_options(http, base, task.API_NAME),
+                           lambda calls=calls: [network(x) for network, x in calls], args.clients, args.seconds,
+                           args.sessions)
         demo.close()
         return
 

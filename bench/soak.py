@@ -9,7 +9,9 @@ call, event stream; see bench.serve.request), spread over --tabs (client i drive
 number of tabs). Every minute it samples the server's resident memory (RSS, from /proc) and the
 requests finished in that minute, and prints the series; at the end, last/first ratios of RSS and
 of throughput, counting from the first minute after --warm-up. Targets: RSS last/first <= 1.1,
-throughput last/first >= 0.9, no errors.
+throughput last/first >= 0.9, no errors. Beside them each minute: the server's CPU time per
+request (flat while nothing grows) and the machine's steal time (a virtual machine's cores lent
+to other guests), to tell a server that slows from a machine that does.
 
 Without --models-dir the demo bundles in models/demo are served (`python -m training.demo`);
 --full-size serves bench.serve's full-size untrained networks for the tabs asked for.
@@ -40,6 +42,19 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used, user and system (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_times() -> tuple[int, int]:
+    """(steal, total) CPU ticks of the whole machine since boot (from /proc/stat): time a virtual
+    machine's cores spent serving other guests, which shows as a slowdown nothing here explains."""
+    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    return ticks[7], sum(ticks[:8])
 
 
 def start_app(models_dir: Path, port: int, log: Path) -> subprocess.Popen:
@@ -114,11 +129,13 @@ def main():
                    for i in range(args.clients)]
         print(f"{args.clients} clients on {', '.join(args.tabs)} for {args.minutes:g} min; app RSS at start "
               f"{rss_mb(server.pid):.0f} MB; models from {models_dir}")
-        print(f"{'minute':>6} {'requests/s':>11} {'p50 ms':>8} {'RSS MB':>8} {'errors':>7}")
+        print(f"{'minute':>6} {'requests/s':>11} {'p50 ms':>8} {'RSS MB':>8} {'errors':>7} {'CPU ms/request':>15}"
+              f" {'steal %':>8}")
         start = time.monotonic()
         for thread in threads:
             thread.start()
         series = []
+        cpu, (steal, total) = cpu_seconds(server.pid), machine_times()
         for sample in range(1, int(args.minutes * 60 / args.interval) + 1):
             time.sleep(max(0.0, start + sample * args.interval - time.monotonic()))
             with lock:
@@ -126,8 +143,15 @@ def main():
                 window = [seconds for _, seconds in done[series[-1][1] if series else 0:]]
             rate, rss = len(window) / args.interval, rss_mb(server.pid)
             p50 = np.percentile(window, 50) * 1000 if window else float("nan")
+            # The server's CPU per request: if it rises, the server does more per request (something
+            # grows); if only the rate falls, the cores went elsewhere (see steal).
+            cpu_before, cpu = cpu, cpu_seconds(server.pid)
+            (steal_before, total_before), (steal, total) = (steal, total), machine_times()
+            per_request = (cpu - cpu_before) * 1000 / len(window) if window else float("nan")
+            stolen = 100 * (steal - steal_before) / max(1, total - total_before)
             series.append((sample * args.interval / 60, finished, rate, rss))
-            print(f"{sample * args.interval / 60:>6.1f} {rate:>11.1f} {p50:>8.0f} {rss:>8.0f} {lost:>7}", flush=True)
+            print(f"{sample * args.interval / 60:>6.1f} {rate:>11.1f} {p50:>8.0f} {rss:>8.0f} {lost:>7}"
+                  f" {per_request:>15.1f} {stolen:>8.1f}", flush=True)
         stop.set()
         for thread in threads:
             thread.join(timeout=150)

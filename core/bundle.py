@@ -34,32 +34,37 @@ class BundleError(RuntimeError):
 
 
 class CompiledNetwork:
-    """A Keras model behind one traced tf.function, warmed once, whose concurrent calls share
-    forward passes.
+    """A Keras model behind one traced tf.function, warmed once, whose concurrent calls run
+    side by side up to a number of passes, and beyond that share forward passes.
 
     `model.predict` rebuilds its data pipeline on every call, which costs more than
     the forward pass of a small network on a CPU; a traced call with a fixed input
     signature costs only the forward pass. The batch dimension stays free, so a
     batch of any size reuses the same graph.
 
-    Requests arrive one picture at a time. While a forward pass runs, the calls that arrive
-    wait, and the next pass takes all of them as one batch (up to `max_batch` pictures): one
-    pass over 8 pictures costs far less than 8 passes over one on a CPU, and a lone request
-    never waits for company (no timer, unlike Gradio's `batch=True`, and each request keeps its
-    own handler and its own error). Measured in the README's "Serving under load".
+    Requests arrive one picture at a time. Up to `passes` forward passes run at once; a call
+    that finds all of them busy waits, and the next pass to start takes every waiting call as
+    one batch (up to `max_batch` pictures). A lone request never waits for company (no timer,
+    unlike Gradio's `batch=True`), and each request keeps its own handler and its own error.
+    Which pays depends on the device: on a CPU a batch of 8 costs 8 passes of one, but two or
+    four passes at once keep the cores busier than one (a single pass leaves them idle between
+    ops); on a GPU one batched pass is what fills the device. Measured in the README's "Serving
+    under load".
     """
 
-    def __init__(self, model, max_batch: int | None = None):
+    def __init__(self, model, max_batch: int | None = None, passes: int | None = None):
         import tensorflow as tf
 
         self.model = model
-        # MAX_BATCH=1 turns the sharing off (to compare; see bench/serve.py --clients).
+        # MAX_BATCH=1 turns the sharing off, PASSES=1 the side-by-side passes (to compare; see
+        # bench/serve.py --clients).
         self.max_batch = max_batch or int(os.environ.get("MAX_BATCH", 16))
+        self.passes = passes or int(os.environ.get("PASSES", 0)) or default_passes()
         self.input_shape = tuple(model.inputs[0].shape[1:])
         spec = tf.TensorSpec((None, *self.input_shape), tf.float32)
         self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
         self._waiting: list[_Call] = []
-        self._busy = False
+        self._running = 0
         self._turn = threading.Condition()
         self(np.zeros((1, *self.input_shape), np.float32))  # trace and warm now, not on the first request
 
@@ -68,20 +73,21 @@ class CompiledNetwork:
         with self._turn:
             self._waiting.append(call)
             while True:
-                while not call.done and self._busy:
+                # Wait while another thread's pass holds this call, or every pass is taken.
+                while not call.done and (call.taken or self._running >= self.passes):
                     self._turn.wait()
-                if call.done:  # a pass (another thread's or this one's) included this call
+                if call.done:
                     return call.result()
                 # This thread runs the next pass, for the oldest waiting calls (maybe not its own,
                 # when more than max_batch pictures wait: then it goes round again).
-                self._busy = True
+                self._running += 1
                 taken = self._take()
                 self._turn.release()
                 try:
                     self._forward(taken)
                 finally:
                     self._turn.acquire()
-                    self._busy = False
+                    self._running -= 1
                     self._turn.notify_all()
 
     def _take(self) -> list[_Call]:
@@ -89,6 +95,7 @@ class CompiledNetwork:
         taken, pictures = [], 0
         while self._waiting and (not taken or pictures + len(self._waiting[0].inputs) <= self.max_batch):
             call = self._waiting.pop(0)
+            call.taken = True
             taken.append(call)
             pictures += len(call.inputs)
         return taken
@@ -114,11 +121,20 @@ class CompiledNetwork:
             start = end
 
 
+def default_passes() -> int:
+    """Forward passes at once when PASSES is not set: one on a GPU (a batched pass fills it), two
+    on a CPU (bench/serve.py --clients; the README's "Serving under load")."""
+    import tensorflow as tf
+
+    return 1 if tf.config.list_physical_devices("GPU") else 2
+
+
 class _Call:
     """One caller's inputs, and what its forward pass gave."""
 
     def __init__(self, inputs: np.ndarray):
-        self.inputs, self.output, self.error, self.done = inputs, None, None, False
+        self.inputs, self.output, self.error = inputs, None, None
+        self.taken = self.done = False  # in a pass; that pass has finished
 
     def result(self):
         if self.error is not None:

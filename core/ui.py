@@ -15,9 +15,9 @@ from core.images import ImageError
 from core.source import Resolved
 
 # Every tab's events share one limit (one concurrency group): the machine's cores are what they
-# share. Up to this many requests are in flight at once; those that reach the same network while
-# it runs share its next forward pass (core.bundle.CompiledNetwork). Measured in the README's
-# "Serving under load".
+# share. Up to this many requests are in flight at once; a network runs up to two passes side by
+# side on a CPU (one on a GPU), and requests that find them busy share its next pass
+# (core.bundle.CompiledNetwork). Measured in the README's "Serving under load".
 CONCURRENCY = 8
 SHARED = {"concurrency_limit": CONCURRENCY, "concurrency_id": "models"}
 # Requests waiting beyond those in flight: past this, a request is refused at once with Gradio's
@@ -35,6 +35,13 @@ SESSIONS = int(os.environ.get("SESSIONS", 200))
 # minutes at 10 requests/s (py-spy; README, "Serving under load"). Gradio's own setting
 # GRADIO_ANALYTICS_CACHE_FREQUENCY, read when the queue is made, rebuilds it every 100 instead.
 ANALYTICS_EVERY = 100
+# Every upload, and every picture the page sends back, is a file in Gradio's cache (GRADIO_TEMP_DIR,
+# one per distinct picture, each also held in a set in memory): a public demo that runs for weeks
+# would fill its disk. Gradio's delete_cache removes those older than CACHE_MAX_AGE seconds, a day
+# by default (a visitor can still flag the morning's photo; a flag keeps its own copy), checking
+# every hour.
+CACHE_MAX_AGE = int(os.environ.get("CACHE_MAX_AGE", 24 * 3600))
+DELETE_CACHE = (min(3600, CACHE_MAX_AGE), CACHE_MAX_AGE)
 MAX_FILE_SIZE = "25mb"
 DEMO_BANNER = "⚠️ **Demo model trained on synthetic data — its predictions mean nothing.**"
 MODEL_FAILED = "The model failed on this image; the server log has the details."

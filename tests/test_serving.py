@@ -1,8 +1,9 @@
-"""Serving under load: concurrent calls share forward passes; a full queue refuses at once and the
-server goes on serving."""
+"""Serving under load: concurrent calls run side by side or share forward passes; a full queue
+refuses at once and the server goes on serving; old uploads leave the disk."""
 
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ def network():
 
 
 def test_concurrent_calls_share_forward_passes_and_each_gets_its_own_result(network):
-    compiled = CompiledNetwork(network, max_batch=4)
+    compiled = CompiledNetwork(network, max_batch=4, passes=1)
     sizes, first_pass, all_waiting = [], threading.Event(), threading.Event()
     traced = compiled._call
 
@@ -64,12 +65,45 @@ def test_concurrent_calls_share_forward_passes_and_each_gets_its_own_result(netw
             np.testing.assert_allclose(result[key], alone[key].numpy(), rtol=1e-4, atol=1e-5)
 
 
+def test_two_passes_run_side_by_side_and_the_calls_beyond_them_share_the_next(network):
+    compiled = CompiledNetwork(network, max_batch=8, passes=2)
+    sizes, running, release = [], threading.Semaphore(0), threading.Event()
+    traced = compiled._call
+
+    def holding(x):  # the real traced call; the first two passes wait until every caller is in
+        sizes.append(len(x))
+        if len(sizes) <= 2:
+            running.release()
+            release.wait(10)
+        return traced(x)
+
+    compiled._call = holding
+    rng = np.random.default_rng(1)
+    pictures = [rng.uniform(0, 255, (1, 8, 8, 3)).astype(np.float32) for _ in range(6)]
+    results = [None] * 6
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, compiled(pictures[i]))) for i in range(6)]
+    for thread in threads[:2]:
+        thread.start()
+    assert running.acquire(timeout=10) and running.acquire(timeout=10)  # both in a pass at once
+    for thread in threads[2:]:
+        thread.start()
+    while len(compiled._waiting) < 4:
+        threading.Event().wait(0.01)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+
+    assert sizes[:2] == [1, 1] and sum(sizes) == 6 and len(sizes) <= 4, sizes
+    for picture, result in zip(pictures, results):
+        np.testing.assert_allclose(result["a"], network(picture, training=False)["a"].numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_a_bad_input_fails_only_its_own_call(network):
-    compiled = CompiledNetwork(network)
+    compiled = CompiledNetwork(network, passes=1)
     good = np.zeros((2, 8, 8, 3), np.float32)
     inputs = {"good": good, "bad": np.zeros((1, 9, 9, 3), np.float32)}
     outcome = {}
-    compiled._busy = True  # a pass is running: both calls wait and will share the next one
+    compiled._running = 1  # a pass is running: both calls wait and will share the next one
 
     def call(name):
         try:
@@ -83,7 +117,7 @@ def test_a_bad_input_fails_only_its_own_call(network):
     while len(compiled._waiting) < 2:
         threading.Event().wait(0.01)
     with compiled._turn:
-        compiled._busy = False
+        compiled._running = 0
         compiled._turn.notify_all()
     for thread in threads:
         thread.join(10)
@@ -118,6 +152,34 @@ def test_a_full_queue_refuses_at_once_and_the_server_keeps_serving(dog_bundle, m
         label = event_result(http, base, "dog_breed", again.json()["event_id"])[0]
         assert label["label"] in json.loads((dog_bundle / "task.json").read_text())["labels"]
 
+
+def test_old_uploads_leave_the_disk_and_the_server_keeps_serving(dog_bundle, models_with, tmp_path):
+    """A demo that runs for weeks: each visitor's upload is a file in Gradio's cache. Past
+    CACHE_MAX_AGE seconds (a day by default) they are deleted; 2 s here."""
+    import httpx
+    from gradio_client import Client, handle_file
+    from skimage import data
+
+    photo = tmp_path / "chelsea.jpg"
+    Image.fromarray(data.chelsea()).save(photo, quality=90)
+    cache = tmp_path / "gradio-cache"
+    root = models_with(dog_breed=dog_bundle)
+    with running_app(root, env={"GRADIO_TEMP_DIR": str(cache), "CACHE_MAX_AGE": "2"}) as url:
+        client = Client(url, verbose=False)
+        labels = json.loads((dog_bundle / "task.json").read_text())["labels"]
+        assert client.predict(handle_file(str(photo)), api_name="/dog_breed")["label"] in labels
+        uploads = list(cache.rglob("chelsea.jpg"))
+        assert uploads, sorted(cache.rglob("*"))
+        deadline = time.monotonic() + 20
+        while any(path.exists() for path in uploads) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(path.exists() for path in uploads)
+        assert client.predict(handle_file(str(photo)), api_name="/dog_breed")["label"] in labels
+        # The examples the page shows stay (Gradio keeps them in its cache for good).
+        config = httpx.get(url + "config", timeout=10).json()
+        examples = [sample[0]["url"] for c in config["components"] if c.get("type") == "dataset"
+                    for sample in c["props"]["samples"]]
+        assert examples and all(httpx.get(example, timeout=10).status_code == 200 for example in examples)
 
 
 def test_the_queue_rebuilds_its_analytics_every_hundred_events_unless_told_otherwise(monkeypatch):
