@@ -26,34 +26,46 @@ def network():
     return model
 
 
-def test_concurrent_calls_share_forward_passes_and_each_gets_its_own_result(network):
-    compiled = CompiledNetwork(network, max_batch=4, passes=1)
-    sizes, first_pass, all_waiting = [], threading.Event(), threading.Event()
+def hold_passes(compiled: CompiledNetwork, count: int):
+    """Route the network's real traced call through a wrapper whose first `count` passes wait for
+    `release`. Returns (each pass's batch size, a semaphore released as each held pass starts,
+    release)."""
+    sizes, started, release = [], threading.Semaphore(0), threading.Event()
     traced = compiled._call
 
-    def counting(x):  # the real traced call, holding the first pass until every caller waits
+    def holding(x):
         sizes.append(len(x))
-        if len(sizes) == 1:
-            first_pass.set()
-            all_waiting.wait(10)
+        if len(sizes) <= count:
+            started.release()
+            release.wait(10)
         return traced(x)
 
-    compiled._call = counting
-    rng = np.random.default_rng(0)
-    pictures = [rng.uniform(0, 255, (1, 8, 8, 3)).astype(np.float32) for _ in range(7)]
-    results = [None] * 7
+    compiled._call = holding
+    return sizes, started, release
 
-    def call(i):
-        results[i] = compiled(pictures[i])
 
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(7)]
+def callers(compiled: CompiledNetwork, count: int, seed: int):
+    """`count` threads (not started), each calling the network on its own picture: (threads,
+    pictures, results filled in as they finish)."""
+    rng = np.random.default_rng(seed)
+    pictures = [rng.uniform(0, 255, (1, 8, 8, 3)).astype(np.float32) for _ in range(count)]
+    results = [None] * count
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, compiled(pictures[i])))
+               for i in range(count)]
+    return threads, pictures, results
+
+
+def test_concurrent_calls_share_forward_passes_and_each_gets_its_own_result(network):
+    compiled = CompiledNetwork(network, max_batch=4, passes=1)
+    sizes, started, release = hold_passes(compiled, 1)
+    threads, pictures, results = callers(compiled, 7, seed=0)
     threads[0].start()
-    first_pass.wait(10)
+    assert started.acquire(timeout=10)
     for thread in threads[1:]:
         thread.start()
     while len(compiled._waiting) < 6:  # the six others queue behind the running pass
         threading.Event().wait(0.01)
-    all_waiting.set()
+    release.set()
     for thread in threads:
         thread.join(10)
 
@@ -67,24 +79,11 @@ def test_concurrent_calls_share_forward_passes_and_each_gets_its_own_result(netw
 
 def test_two_passes_run_side_by_side_and_the_calls_beyond_them_share_the_next(network):
     compiled = CompiledNetwork(network, max_batch=8, passes=2)
-    sizes, running, release = [], threading.Semaphore(0), threading.Event()
-    traced = compiled._call
-
-    def holding(x):  # the real traced call; the first two passes wait until every caller is in
-        sizes.append(len(x))
-        if len(sizes) <= 2:
-            running.release()
-            release.wait(10)
-        return traced(x)
-
-    compiled._call = holding
-    rng = np.random.default_rng(1)
-    pictures = [rng.uniform(0, 255, (1, 8, 8, 3)).astype(np.float32) for _ in range(6)]
-    results = [None] * 6
-    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, compiled(pictures[i]))) for i in range(6)]
+    sizes, started, release = hold_passes(compiled, 2)
+    threads, pictures, results = callers(compiled, 6, seed=1)
     for thread in threads[:2]:
         thread.start()
-    assert running.acquire(timeout=10) and running.acquire(timeout=10)  # both in a pass at once
+    assert started.acquire(timeout=10) and started.acquire(timeout=10)  # both in a pass at once
     for thread in threads[2:]:
         thread.start()
     while len(compiled._waiting) < 4:
