@@ -159,15 +159,16 @@ def percentiles(samples):
     return np.percentile(samples, 50) * 1000, np.percentile(samples, 95) * 1000
 
 
-def back_to_back(work, count: int, seconds: float) -> tuple[float, list[float]]:
-    """`count` threads calling `work()` back to back: calls finished per second over `seconds`
-    (after a warm-up of a sixth of that, so every thread's first call is in flight), and every
-    call's duration."""
+def back_to_back(make_work, count: int, seconds: float) -> tuple[float, list[float]]:
+    """`count` threads, each calling its own `make_work()` back to back: calls finished per
+    second over `seconds` (after a warm-up of a sixth of that, so every thread's first call is in
+    flight), and every call's duration."""
     import threading
 
     finished, stop = [], threading.Event()
 
     def loop():
+        work = make_work()
         while not stop.is_set():
             started = time.perf_counter()
             work()
@@ -192,24 +193,20 @@ def throughput(base: str, api_name: str, photo: Path, options: list, forward, cl
     the bare forward passes (`forward()`, in this process, no HTTP) with N threads calling at once:
     the most the server could serve. With `sessions`, each client keeps one Gradio session for all
     its calls (an open page)."""
-    import threading
     import uuid
 
     import httpx
 
-    local = threading.local()
-
-    def client_request():
-        if not hasattr(local, "http"):
-            local.http, local.session = httpx.Client(timeout=120), uuid.uuid4().hex if sessions else None
-        request(local.http, base, api_name, photo, options, local.session)
+    def client():  # one client: its own connection, and its own session if asked
+        http, session = httpx.Client(timeout=120), uuid.uuid4().hex if sessions else None
+        return lambda: request(http, base, api_name, photo, options, session)
 
     first = None
     print(f"{api_name}: {'clients':>7} {'requests/s':>11} {'p50 ms':>8} {'vs 1 client':>12} {'forward only/s':>15}"
           f" {'requests/forward':>17}")
     for count in clients:
-        rate, durations = back_to_back(client_request, count, seconds)
-        bare, _ = back_to_back(forward, count, seconds)
+        rate, durations = back_to_back(client, count, seconds)
+        bare, _ = back_to_back(lambda: forward, count, seconds)
         first = first or rate
         print(f"{'':>{len(api_name) + 1}} {count:>7} {rate:>11.2f} {np.percentile(durations, 50) * 1000:>8.0f}"
               f" {rate / first:>11.2f}x {bare:>15.2f} {rate / bare:>17.2f}", flush=True)

@@ -137,16 +137,18 @@ def layer_weights(application) -> dict:
             for layer in application.layers if layer.weights}
 
 
+def classifier(bundle):
+    return keras.saving.load_model(bundle / "classifier.keras", safe_mode=True, compile=False)
+
+
 def held_out_accuracy(bundle, held_out) -> float:
     """Top-1 of the bundle's network over pictures read as the app reads them."""
     pictures, labels = held_out
-    model = keras.saving.load_model(bundle / "classifier.keras", safe_mode=True, compile=False)
-    return float(np.mean(model.predict(pictures, verbose=0).argmax(axis=1) == labels))
+    return float(np.mean(classifier(bundle).predict(pictures, verbose=0).argmax(axis=1) == labels))
 
 
 def bundle_backbone(bundle):
-    model = keras.saving.load_model(bundle / "classifier.keras", safe_mode=True, compile=False)
-    return layer_weights(application_in(model))
+    return layer_weights(application_in(classifier(bundle)))
 
 
 def pretrained_backbone(path):
