@@ -5,6 +5,7 @@ set (task A: six dog breeds, as ImageNet holds dog breeds), saved as a weights f
 dog-breed recipe is run on a small new sample (task B) with `--weights PATH`, exactly as a user
 passes a downloaded no-top .h5."""
 
+import csv
 import json
 
 import keras
@@ -169,8 +170,30 @@ def test_frozen_phase_keeps_the_pretrained_weights_bit_for_bit(pretrained_file, 
             assert np.array_equal(got, want), name  # kernels and BatchNorm statistics alike
 
 
-def test_fine_tuning_changes_only_the_top_and_the_pretrained_run_beats_from_scratch(pretrained_file, tasks_a_and_b,
-                                                                                   task_b_held_out, tmp_path):
+def test_unfreezing_the_top_trains_only_the_top(pretrained_file):
+    """Phase 2's unfreezing on the recipe's pretrained backbone: an epoch changes layers in the top
+    30 % only, BatchNorm statistics excepted, whichever phase the recipe then keeps (next test)."""
+    keras.utils.set_random_seed(0)
+    base = backbones.build_backbone("mobilenetv2", str(pretrained_file), (SIZE, SIZE, 3))
+    inputs = keras.Input((SIZE, SIZE, 3))
+    model = keras.Model(inputs, keras.layers.Dense(6, activation="softmax")(base(inputs)))
+    fitting.unfreeze_top(base, 0.3)
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    model.fit(rng.uniform(0, 255, (32, SIZE, SIZE, 3)).astype("float32"), rng.integers(0, 6, 32),
+              batch_size=16, epochs=1, verbose=0)
+    expected, order = pretrained_backbone(pretrained_file)
+    found = layer_weights(application_in(model))
+    changed = [name for name, (_, weights) in found.items()
+               if not all(np.array_equal(g, w) for g, w in zip(weights, expected[name][1]))]
+    assert changed and not [name for name in changed if found[name][0]]  # BatchNorm stays frozen, statistics too
+    # Only layers in the top 30 % changed (counted over the wrapper's input and rescaling, then these).
+    cut = int(0.7 * (len(order) + 2)) - 2
+    assert min(order.index(name) for name in changed) >= cut, (cut, changed[:5])
+
+
+def test_the_pretrained_run_beats_from_scratch_and_leaves_with_its_better_phase(pretrained_file, tasks_a_and_b,
+                                                                                  task_b_held_out, tmp_path):
     _, _, task_b = tasks_a_and_b
     schedule = ["--epochs", "10", "--fine-tune-epochs", "2", "--fine-tune-fraction", "0.3"]
     dog_breed.main(["--data", str(task_b), "--out", str(tmp_path / "pretrained"), "--weights", str(pretrained_file),
@@ -179,10 +202,15 @@ def test_fine_tuning_changes_only_the_top_and_the_pretrained_run_beats_from_scra
     found = bundle_backbone(tmp_path / "pretrained")
     changed = [name for name, (_, weights) in found.items()
                if not all(np.array_equal(g, w) for g, w in zip(weights, expected[name][1]))]
-    assert changed and not [name for name in changed if found[name][0]]  # BatchNorm stays frozen, statistics too
-    # Only layers in the top 30 % changed (counted over the wrapper's input and rescaling, then these).
-    cut = int(0.7 * (len(order) + 2)) - 2
-    assert min(order.index(name) for name in changed) >= cut, (cut, changed[:5])
+    # The network leaves with the phase whose best validation loss was lower (the bundle's logs
+    # hold both): phase 1 trained the head alone, so its backbone is the pretrained one exactly.
+    first, second = (min(float(row["val_loss"]) for row in csv.DictReader(open(log, newline="")))
+                     for log in (tmp_path / "pretrained" / "logs" / f"classifier-{phase}.csv" for phase in (1, 2)))
+    if second >= first:
+        assert changed == [], (first, second, changed[:5])
+    else:  # which layers: the test above
+        assert changed and not [name for name in changed if found[name][0]]
+        assert min(order.index(name) for name in changed) >= int(0.7 * (len(order) + 2)) - 2, changed[:5]
 
     # From scratch, the same number of epochs (one phase: there is nothing pretrained to fine-tune).
     dog_breed.main(["--data", str(task_b), "--out", str(tmp_path / "scratch"), "--weights", "none",

@@ -169,3 +169,40 @@ def test_unreadable_files_are_found_before_training(tmp_path, broken):
     bad.write_bytes(broken)
     scan = inputs.scan(list((good / "Images").rglob("*.jpg")), good)
     assert list(scan.unreadable) == [str(bad)] and "broken.jpg" in scan.unreadable[str(bad)]
+
+
+@pytest.mark.parametrize("second_phase", ["diverges", "improves"])
+def test_the_network_leaves_with_the_better_phase(tmp_path, second_phase):
+    """Each phase ends on its own best epoch; when fine-tuning never gets back to where the head
+    alone was, the network ends with phase 1's weights, and otherwise with phase 2's."""
+    import tensorflow as tf
+
+    from training import fitting
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 8)).astype("float32")
+    y = (x[:, :4].sum(axis=1) > 0).astype("float32")[:, None]
+    train = tf.data.Dataset.from_tensor_slices((x[:300], y[:300])).batch(32)
+    val = tf.data.Dataset.from_tensor_slices((x[300:], y[300:])).batch(100)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(1, activation="sigmoid")])
+
+    def compile_model(network, rate):
+        # Phase 2 is given a tenth of the rate; "diverges" turns that into a rate no network survives.
+        if second_phase == "diverges" and rate < 0.01:
+            rate = 1e4
+        network.compile(keras.optimizers.SGD(rate), "binary_crossentropy")
+
+    run = fitting.Run(tmp_path / "bundle", {}, resumable=False)
+    schedule = fitting.Schedule(epochs=6, fine_tune_epochs=3, learning_rate=0.05, patience=10)
+    fitting.fit_two_phases(run, "net", model, model, train, val, compile_model, schedule, pretrained=False,
+                           steps_per_epoch=10)
+    first, second = run.best("net-1"), run.best("net-2")
+    ending = model.evaluate(val, verbose=0)
+    if second_phase == "diverges":
+        assert second > 2 * first, (first, second)
+        assert ending == pytest.approx(first, rel=1e-4)
+    else:
+        assert second < first < 0.69, (first, second)  # 0.69: ln 2, a coin's loss
+        assert ending == pytest.approx(second, rel=1e-4)

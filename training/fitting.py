@@ -145,6 +145,13 @@ def fit_two_phases(run: "Run", name: str, model, base, train, val, compile_model
         print(f"{name}, phase 2: the from-scratch network goes on at learning rate {rate:g}")
     compile_model(model, rate)
     run.fit(model, train, val, f"{name}-2", schedule.fine_tune_epochs, schedule.patience)
+    # Each phase ends on its own best epoch; fine-tuning can still end worse than the head alone
+    # (too few examples for the unfrozen layers): the network leaves with the better of the two.
+    first, second = run.best(f"{name}-1"), run.best(f"{name}-2")
+    if first < second:
+        print(f"{name}: phase 2's best {MONITOR} ({second:.4g}) is worse than phase 1's ({first:.4g}); "
+              f"the network keeps phase 1's weights")
+        model.load_weights(run.final_weights(f"{name}-1"))
 
 
 # --- resumable runs -------------------------------------------------------------------------
@@ -185,7 +192,7 @@ class Run:
         """One resumable `model.fit` of at most `epochs` epochs with early stopping; the model ends
         with the stage's best weights."""
         folder = self.work / stage
-        final = folder / "final.weights.h5"
+        final = self.final_weights(stage)
         if final.is_file():
             model.load_weights(final)
             print(f"{stage}: finished in an earlier run; its weights are reloaded")
@@ -223,6 +230,19 @@ class Run:
         partial = folder / "final.part.weights.h5"
         model.save_weights(partial)
         os.replace(partial, final)
+
+    def final_weights(self, stage: str) -> Path:
+        """The weights a finished stage ended with (its best epoch's)."""
+        return self.work / stage / "final.weights.h5"
+
+    def best(self, stage: str, monitor: str = MONITOR) -> float:
+        """The stage's best (lowest) logged value of `monitor`, resumed epochs included; inf when none."""
+        history = self.work / stage / "history.csv"
+        if not history.is_file():
+            return float("inf")
+        with history.open(newline="") as handle:
+            values = [float(row[monitor]) for row in csv.DictReader(handle) if row.get(monitor) not in (None, "")]
+        return min((value for value in values if value == value), default=float("inf"))  # NaN != NaN
 
     def fit_seconds(self) -> float:
         """The wall time of every finished epoch of every stage, summed: the time to fit, also
