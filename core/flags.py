@@ -15,7 +15,9 @@ Each task's flags are one Hugging Face `imagefolder` dataset, so they load with
         time        when, ISO 8601 in UTC
 
 The flag directory is `flagged/` at the repository root, `--flag-dir DIR` or $FLAG_DIR; flagging
-is off with `--no-flagging` or FLAGGING=off. A task's folder goes to the Hub as a dataset repo:
+is off with `--no-flagging` or FLAGGING=off. It holds at most $FLAG_QUOTA_MB megabytes (1000): a
+public server's visitors must not fill its disk; past that, a flag is refused with a message that
+says so, and everything else goes on. A task's folder goes to the Hub as a dataset repo:
 
     python -m core.flags push flagged/dog_breed --repo USER/NAME [--public]
 """
@@ -40,6 +42,7 @@ METADATA = "metadata.jsonl"
 IMAGES = "images"
 MAX_COMMENT = 2000  # characters
 MAX_ANSWER = 64_000  # characters of JSON: a real answer is a few hundred; the API accepts anything
+QUOTA_MB = float(os.environ.get("FLAG_QUOTA_MB", 1000))  # the whole flag directory, every task's flags
 # Pillow's format name -> the extension an imagefolder loader expects for those bytes.
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
 NOTICE = ("Flagging stores this picture, the model's answer and your correction **on this server**, "
@@ -102,6 +105,11 @@ def save(flagging: Flagging, image, answer, correction, comment: str | None = ""
     line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
     folder = Path(flagging.folder)
     with _lock:
+        used = stored_bytes(folder.parent)
+        if used + len(data) + len(line) > QUOTA_MB * 2**20:
+            raise FlagError(f"This server's flags are full ({used / 2**20:.0f} MB of {QUOTA_MB:g} MB): yours was "
+                            f"not saved. The owner can push them to the Hub and clear the folder (python -m "
+                            f"core.flags push).")
         (folder / IMAGES).mkdir(parents=True, exist_ok=True)
         # The image first, whole (written aside, then renamed): a line never names a missing file.
         partial = folder / f".{flag_id}.partial"
@@ -120,6 +128,18 @@ def _append(path: Path, line: bytes) -> None:
             written += os.write(descriptor, line[written:])
     finally:
         os.close(descriptor)
+
+
+def stored_bytes(root) -> int:
+    """Bytes in the files under the flag directory `root` (0 before the first flag)."""
+    total = 0
+    for top, _, names in os.walk(root):
+        for name in names:
+            try:
+                total += os.stat(os.path.join(top, name)).st_size
+            except FileNotFoundError:  # the owner clearing flags that were pushed
+                pass
+    return total
 
 
 def _suffix(image) -> str:

@@ -250,3 +250,27 @@ def test_save_refuses_what_is_not_an_image(tmp_path):
     with pytest.raises(Exception, match="not an image"):
         flags.save(target, page, {"Beagle": 1.0}, None, "")
     assert not (tmp_path / "dog_breed" / "metadata.jsonl").exists()
+
+
+def test_a_full_flag_directory_refuses_flags_and_the_rest_goes_on(app, dogs_data):
+    """A public server's visitors cannot fill its disk with flags: past FLAG_QUOTA_MB (1000 MB by
+    default) a flag is refused with a message that says so; answers go on, and once the owner has
+    cleared the folder, flags land again."""
+    client, flag_dir, _ = app
+    photo = dog_photo(dogs_data, index=4)
+    answer = client.predict(handle_file(str(photo)), api_name="/dog_breed")
+    before = (flag_dir / "dog_breed" / "metadata.jsonl").read_bytes()
+    filler = flag_dir / "caries" / "filler.bin"  # another task's folder: the quota is the directory's
+    filler.parent.mkdir(parents=True, exist_ok=True)
+    with open(filler, "wb") as handle:
+        handle.truncate(int(flags.QUOTA_MB * 2**20) - 1000)  # sparse: counts its size, takes no disk
+    try:
+        with pytest.raises(Exception, match=r"This server's flags are full \(1000 MB of 1000 MB\)"):
+            client.predict(handle_file(str(photo)), answer, "Chihuahua", "", api_name="/dog_breed_flag")
+        assert (flag_dir / "dog_breed" / "metadata.jsonl").read_bytes() == before
+        assert client.predict(handle_file(str(photo)), api_name="/dog_breed") == answer
+    finally:
+        filler.unlink()
+    said = client.predict(handle_file(str(photo)), answer, "Chihuahua", "", api_name="/dog_breed_flag")
+    assert said.startswith("Flagged, thank you")
+    assert len(lines(flag_dir / "dog_breed")) == len(before.splitlines()) + 1
