@@ -14,6 +14,7 @@ and content hash, code revision, package versions, the training command).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -62,7 +63,9 @@ class CompiledNetwork:
         self.passes = passes or int(os.environ.get("PASSES", 0)) or default_passes()
         self.input_shape = tuple(model.inputs[0].shape[1:])
         spec = tf.TensorSpec((None, *self.input_shape), tf.float32)
-        self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        # A partial, not a lambda: TensorFlow counts traces per code object, and one lambda's code
+        # shared by every network made their one trace each look like "excessive retracing".
+        self._call = tf.function(functools.partial(model, training=False), input_signature=[spec])
         self._waiting: list[_Call] = []
         self._running = 0
         self._turn = threading.Condition()
