@@ -8,7 +8,8 @@
   with loss scaling); output layers stay float32. Bundles are always saved in float32.
 - Phases (keras-io's transfer-learning recipe): the head trains on a frozen pretrained backbone,
   then the top of the backbone is unfrozen (BatchNorm layers stay frozen) and training goes on at
-  a tenth of the learning rate. A from-scratch network trains whole in both phases.
+  a tenth of the learning rate. A from-scratch network trains whole in both phases. The network
+  leaves with the better phase's weights by validation loss.
 - Resuming: a run keeps a work folder beside its bundle (`<out>.work/`). Each stage (one network's
   one phase) is one `model.fit` with BackupAndRestore, so re-running the same command after an
   interruption, even `kill -9`, continues from the last finished epoch of the stage it was in;
