@@ -105,11 +105,11 @@ def save(flagging: Flagging, image, answer, correction, comment: str | None = ""
     line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
     folder = Path(flagging.folder)
     with _lock:
-        used = stored_bytes(folder.parent)
-        if used + len(data) + len(line) > QUOTA_MB * 2**20:
-            raise FlagError(f"This server's flags are full ({used / 2**20:.0f} MB of {QUOTA_MB:g} MB): yours was "
-                            f"not saved. The owner can push them to the Hub and clear the folder (python -m "
-                            f"core.flags push).")
+        used, needed = stored_bytes(folder.parent), len(data) + len(line)
+        if used + needed > QUOTA_MB * 2**20:
+            raise FlagError(f"This server's flags are full: they take {used / 2**20:.1f} MB of the {QUOTA_MB:g} MB "
+                            f"allowed, and this flag needs {needed / 2**20:.1f} MB. It was not saved. The owner "
+                            f"can push the flags to the Hub and clear the folder (python -m core.flags push).")
         (folder / IMAGES).mkdir(parents=True, exist_ok=True)
         # The image first, whole (written aside, then renamed): a line never names a missing file.
         partial = folder / f".{flag_id}.partial"
