@@ -204,7 +204,7 @@ def test_the_pretrained_run_beats_from_scratch_and_leaves_with_its_better_phase(
                if not all(np.array_equal(g, w) for g, w in zip(weights, expected[name][1]))]
     # The network leaves with the phase whose best validation loss was lower (the bundle's logs
     # hold both): phase 1 trained the head alone, so its backbone is the pretrained one exactly.
-    first, second = (min(float(row["val_loss"]) for row in csv.DictReader(open(log, newline="")))
+    first, second = (min(float(row["val_loss"]) for row in csv.DictReader(log.read_text().splitlines()))
                      for log in (tmp_path / "pretrained" / "logs" / f"classifier-{phase}.csv" for phase in (1, 2)))
     if second >= first:
         assert changed == [], (first, second, changed[:5])
