@@ -152,6 +152,12 @@ def bundle_backbone(bundle):
     return layer_weights(application_in(classifier(bundle)))
 
 
+def changed_layers(found, expected) -> list[str]:
+    """Names of the layers whose weights differ between two `layer_weights` readings."""
+    return [name for name, (_, weights) in found.items()
+            if not all(np.array_equal(g, w) for g, w in zip(weights, expected[name][1]))]
+
+
 def pretrained_backbone(path):
     application = backbones.application("mobilenetv2", str(path), (SIZE, SIZE, 3), pooling="avg")
     return layer_weights(application), [layer.name for layer in application.layers]
@@ -184,8 +190,7 @@ def test_unfreezing_the_top_trains_only_the_top(pretrained_file):
               batch_size=16, epochs=1, verbose=0)
     expected, order = pretrained_backbone(pretrained_file)
     found = layer_weights(application_in(model))
-    changed = [name for name, (_, weights) in found.items()
-               if not all(np.array_equal(g, w) for g, w in zip(weights, expected[name][1]))]
+    changed = changed_layers(found, expected)
     assert changed and not [name for name in changed if found[name][0]]  # BatchNorm stays frozen, statistics too
     # Only layers in the top 30 % changed (counted over the wrapper's input and rescaling, then these).
     cut = int(0.7 * (len(order) + 2)) - 2
@@ -200,8 +205,7 @@ def test_the_pretrained_run_beats_from_scratch_and_leaves_with_its_better_phase(
                     *RUN, *schedule])
     expected, order = pretrained_backbone(pretrained_file)
     found = bundle_backbone(tmp_path / "pretrained")
-    changed = [name for name, (_, weights) in found.items()
-               if not all(np.array_equal(g, w) for g, w in zip(weights, expected[name][1]))]
+    changed = changed_layers(found, expected)
     # The network leaves with the phase whose best validation loss was lower (the bundle's logs
     # hold both): phase 1 trained the head alone, so its backbone is the pretrained one exactly.
     first, second = (min(float(row["val_loss"]) for row in csv.DictReader(log.read_text().splitlines()))

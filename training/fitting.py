@@ -205,7 +205,7 @@ class Run:
         if done:
             print(f"{stage}: resuming after epoch {done} of {epochs}")
         best_file = folder / "best.weights.h5"
-        values = [float(row[monitor]) for row in rows if row.get(monitor) not in (None, "", "nan")]
+        values = _logged(rows, monitor)
         # EpochSeconds before the logger, which then writes the epoch's time with its metrics.
         callbacks = [EpochSeconds(), keras.callbacks.CSVLogger(history, append=True)]
         if self.resumable:
@@ -242,8 +242,7 @@ class Run:
         if not history.is_file():
             return float("inf")
         with history.open(newline="") as handle:
-            values = [float(row[monitor]) for row in csv.DictReader(handle) if row.get(monitor) not in (None, "")]
-        return min((value for value in values if value == value), default=float("inf"))  # NaN != NaN
+            return min(_logged(csv.DictReader(handle), monitor), default=float("inf"))
 
     def fit_seconds(self) -> float:
         """The wall time of every finished epoch of every stage, summed: the time to fit, also
@@ -291,6 +290,11 @@ def _finished_epochs(backup: Path) -> int:
         return int(json.loads((backup / "training_metadata.json").read_text())["epoch"])
     except (OSError, ValueError, KeyError):
         return 0
+
+
+def _logged(rows, monitor: str) -> list[float]:
+    """The values of `monitor` in a stage's history rows, epochs without one (or NaN) left out."""
+    return [float(row[monitor]) for row in rows if row.get(monitor) not in (None, "", "nan")]
 
 
 def _history_rows(history: Path, done: int) -> list[dict]:
