@@ -7,11 +7,14 @@ passes a downloaded no-top .h5."""
 
 import csv
 import json
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 
+from conftest import ROOT
 from core.preprocess import model_input
 from training import backbones, caries, dog_breed, fitting
 from training.datasets import stanford_dogs
@@ -83,7 +86,8 @@ def test_fine_tuning_unfreezes_the_top_fraction_counted_inside_nested_networks()
 def tasks_a_and_b(tmp_path_factory):
     root = tmp_path_factory.mktemp("pretrained")
     task_a = make_stanford_dogs(root / "a", breeds=6, per_breed=120, size=64, lists=None, seed=5)
-    task_b = make_stanford_dogs(root / "b", breeds=6, per_breed=20, size=64, lists=None, seed=6)
+    # Ten pictures a breed: few enough that a network learnt from scratch stays near chance.
+    task_b = make_stanford_dogs(root / "b", breeds=6, per_breed=10, size=64, lists=None, seed=6)
     return root, task_a, task_b
 
 
@@ -197,12 +201,21 @@ def test_unfreezing_the_top_trains_only_the_top(pretrained_file):
     assert min(order.index(name) for name in changed) >= cut, (cut, changed[:5])
 
 
+def deterministic_run(*options):
+    """The dog-breed recipe as a user runs it, with --deterministic (the same command gives the same
+    network on the same machine), in a process of its own: op determinism holds for a whole process,
+    and the other tests of this worker must not inherit it."""
+    result = subprocess.run([sys.executable, "-m", "training.dog_breed", *options, "--deterministic"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 def test_the_pretrained_run_beats_from_scratch_and_leaves_with_its_better_phase(pretrained_file, tasks_a_and_b,
                                                                                   task_b_held_out, tmp_path):
     _, _, task_b = tasks_a_and_b
     schedule = ["--epochs", "10", "--fine-tune-epochs", "2", "--fine-tune-fraction", "0.3"]
-    dog_breed.main(["--data", str(task_b), "--out", str(tmp_path / "pretrained"), "--weights", str(pretrained_file),
-                    *RUN, *schedule])
+    deterministic_run("--data", str(task_b), "--out", str(tmp_path / "pretrained"), "--weights", str(pretrained_file),
+                      *RUN, *schedule)
     expected, order = pretrained_backbone(pretrained_file)
     found = bundle_backbone(tmp_path / "pretrained")
     changed = changed_layers(found, expected)
@@ -217,12 +230,17 @@ def test_the_pretrained_run_beats_from_scratch_and_leaves_with_its_better_phase(
         assert min(order.index(name) for name in changed) >= int(0.7 * (len(order) + 2)) - 2, changed[:5]
 
     # From scratch, the same number of epochs (one phase: there is nothing pretrained to fine-tune).
-    dog_breed.main(["--data", str(task_b), "--out", str(tmp_path / "scratch"), "--weights", "none",
-                    *RUN, "--epochs", "12", "--fine-tune-epochs", "0"])
-    # Measured twice: pretrained 0.633 and 0.639, from scratch 0.400 and 0.400 (six breeds: chance 1/6).
+    deterministic_run("--data", str(task_b), "--out", str(tmp_path / "scratch"), "--weights", "none",
+                      *RUN, "--epochs", "12", "--fine-tune-epochs", "0")
+    # Both runs are deterministic, so a checkout gives the same two figures every time: here (2 cores,
+    # 2026-12-06) pretrained 0.583 and from scratch 0.183 (six breeds: chance 1/6). The margin comes
+    # from the spread over the recipe's seed, which stands in for another machine's kernels: seeds
+    # 1337 (the default), 1, 2, 3 and 4 gave gaps of 0.32-0.42 (pretrained 0.53-0.60, scratch
+    # 0.17-0.28). Run as before (twenty pictures a breed, without --deterministic) the gap spread
+    # over 0.10-0.28 and this test failed two runs in three.
     pretrained_accuracy = held_out_accuracy(tmp_path / "pretrained", task_b_held_out)
     scratch_accuracy = held_out_accuracy(tmp_path / "scratch", task_b_held_out)
-    assert pretrained_accuracy > scratch_accuracy + 0.15, (pretrained_accuracy, scratch_accuracy)
+    assert pretrained_accuracy > scratch_accuracy + 0.2, (pretrained_accuracy, scratch_accuracy)
     assert pretrained_accuracy >= 0.45
     card = json.loads((tmp_path / "pretrained" / "task.json").read_text())
     assert f"--weights {pretrained_file}" in card["provenance"]["command"]

@@ -304,6 +304,7 @@ def main(argv=None):
     size = args.image_size
     run = fitting.Run(args.out, options.settings(args, **({"extra_data_sha256": flagged.sha256} if flagged else {})),
                       args.restart, resumable=not args.demo)
+    fitting.set_determinism(args.deterministic)
     fitting.set_precision(args.mixed_precision)
     strategy = fitting.distribution()
     replicas = strategy.num_replicas_in_sync

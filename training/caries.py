@@ -334,6 +334,7 @@ def main(argv=None):
     recorded = {"extra_data_sha256": inputs.fingerprint([f for p in extra for f in (p.image, p.mask)], args.extra_data)
                 } if args.extra_data else {}
     run = fitting.Run(args.out, options.settings(args, **recorded), args.restart, resumable=not args.demo)
+    fitting.set_determinism(args.deterministic)
     fitting.set_precision(args.mixed_precision)
     strategy = fitting.distribution()
     replicas = strategy.num_replicas_in_sync

@@ -85,6 +85,7 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str, dens
     if len(backbones) == 1:
         run = fitting.Run(args.out, options.settings(args, backbone=backbones[0], **recorded), args.restart,
                           resumable=not args.demo)
+    fitting.set_determinism(args.deterministic)
     fitting.set_precision(args.mixed_precision)
     strategy = fitting.distribution()
 

@@ -4,6 +4,8 @@
   (tf.distribute.MirroredStrategy), or over several machines when TF_CONFIG describes a cluster
   (MultiWorkerMirroredStrategy). The batch size a recipe is given is per device (per replica):
   the global batch is that times the number of replicas, and the learning rate is left as given.
+- Repeatability: `--deterministic` turns on TensorFlow's op determinism (the same command, the
+  same network on the same machine); otherwise the input pipeline's order and some kernels vary.
 - Precision: `--mixed-precision` computes in float16 on GPUs (Keras' mixed_float16 policy,
   with loss scaling); output layers stay float32. Bundles are always saved in float32.
 - Phases (keras-io's transfer-learning recipe): the head trains on a frozen pretrained backbone,
@@ -62,6 +64,16 @@ def shard_of(strategy) -> tuple[int, int] | None:
     spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
     workers = len(spec.get("worker", [])) + len(spec.get("chief", []))
     return (workers, resolver.task_id) if workers > 1 else None
+
+
+def set_determinism(enabled: bool) -> None:
+    """With `enabled`, the same command gives the same network on the same machine: TensorFlow's
+    op determinism, which also makes tf.data keep its order. Costs speed (mostly on GPUs), so it
+    is an option (--deterministic), for runs that must be compared or repeated."""
+    if enabled:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
 
 
 def set_precision(mixed: bool) -> str:

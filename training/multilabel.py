@@ -153,6 +153,7 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str) -> d
     keras.utils.set_random_seed(args.seed)
     run = fitting.Run(args.out, options.settings(args, **({"extra_data_sha256": flagged.sha256} if flagged else {})),
                       args.restart, resumable=not args.demo)
+    fitting.set_determinism(args.deterministic)
     fitting.set_precision(args.mixed_precision)
     strategy = fitting.distribution()
 

@@ -10,7 +10,7 @@ from training.backbones import BACKBONES
 
 # Options that do not change what a run computes: a run interrupted with one value of these
 # resumes with another.
-NOT_SETTINGS = ("push_to_hub", "private", "with_examples", "cache", "restart", "demo")
+NOT_SETTINGS = ("push_to_hub", "private", "with_examples", "cache", "restart", "demo", "deterministic")
 
 
 EXTRA_DATA_HELP = ("a folder of corrections flagged in the app (images/<id>.<ext> and metadata.jsonl, as its Flag "
@@ -50,6 +50,9 @@ def common_parser(description: str, default_size: int, default_backbone: str, ba
     parser.add_argument("--patience", type=int, default=5, help="EarlyStopping patience (epochs)")
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--extra-data", type=Path, metavar="FOLDER", help=extra_data_help)
+    parser.add_argument("--deterministic", action="store_true",
+                        help="the same command gives the same model on the same machine (TensorFlow's op "
+                             "determinism; slower, mostly on GPUs)")
     parser.add_argument("--mixed-precision", action="store_true",
                         help="compute in float16 on GPUs (mixed_float16); the bundle is saved in float32")
     parser.add_argument("--cache", type=Path, metavar="DIR",
