@@ -48,7 +48,7 @@ def load_models(models_dir=None, hub_config=None) -> dict:
     """Resolve every task's model once; never raises (problems become notices)."""
     root = source.models_dir(models_dir)
     hub = source.read_hub_config(hub_config)
-    return {task.NAME: source.resolve(task.NAME, task.TRAIN_COMMAND, root, hub, task.REQUIRES) for task in TASKS}
+    return {task.NAME: source.resolve(task.NAME, task.TRAIN_COMMAND, root, hub, task.METADATA) for task in TASKS}
 
 
 def build_app(models: dict, flag_root=None) -> gr.Blocks:
@@ -59,7 +59,7 @@ def build_app(models: dict, flag_root=None) -> gr.Blocks:
             resolved = models[task.NAME]
             with gr.Tab(task.TITLE, id=task.NAME):
                 gr.Markdown(task.DESCRIPTION)
-                gr.Markdown(ui.status(resolved, task.headline), elem_id=f"{task.NAME}-status")
+                gr.Markdown(ui.status(resolved, task.headline, task.TRAIN_COMMAND), elem_id=f"{task.NAME}-status")
                 if resolved.bundle is not None:
                     flagging = None if flag_root is None else flags.Flagging(
                         flag_root / task.NAME, task.NAME, resolved.origin, tuple(resolved.bundle.labels))

@@ -33,9 +33,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from core.bundle import first  # noqa: E402
+
 LIST_SUFFIX = ".txt"
-# The name of the text a task's predict returns beside its scores.
-TEXT_COLUMNS = {"hashtags": "hashtags", "movie_genres": "verdict"}
 
 
 # --- which images -------------------------------------------------------------------------------
@@ -78,14 +78,15 @@ def image_paths(arguments, leave_out=()) -> list[Path]:
 # network once on the batch; rows(index, path, prepared, output) are the image's CSV rows.
 
 class Classifier:
-    """Tasks whose network scores one resized image (dog breed, hashtags, movie genres, sandwich):
-    their `from_scores` is what the tab's predict returns for those scores."""
+    """Tasks whose network scores one resized image (KIND "classifier"): their `from_scores` is what
+    the tab's predict returns for those scores, {label: score} first, then what the task names in
+    CSV_EXTRAS (the hashtag line, the verdict, the dog probability), one column each."""
 
     def __init__(self, task, bundle, threshold=None, **_):
         self.task, self.bundle = task, bundle
         self.options = () if threshold is None else (threshold,)
-        self.text = TEXT_COLUMNS.get(task.NAME, "text")
-        self.columns = ["path", "error", "label", "score", "scores", self.text]
+        self.extras = tuple(getattr(task, "CSV_EXTRAS", ()))
+        self.columns = ["path", "error", "label", "score", "scores", *self.extras]
 
     def prepare(self, path):
         from core.preprocess import model_input
@@ -93,14 +94,18 @@ class Classifier:
         return model_input(path, self.bundle.input_size)
 
     def forward(self, batch):
-        return self.bundle.network("classifier")(np.stack(batch))
+        outputs = self.bundle.network("classifier")(np.stack(batch))
+        return [first(outputs, i) for i in range(len(batch))]
 
     def rows(self, index, path, prepared, output):
         result = self.task.from_scores(self.bundle, output, *self.options)
-        scores, text = result if isinstance(result, tuple) else (result, "")
+        scores, *extras = result if isinstance(result, tuple) else (result,)
         label, score = next(iter(scores.items()))
-        return [{"label": label, "score": f"{score:.6f}", self.text: text,
-                 "scores": json.dumps({k: round(float(v), 6) for k, v in scores.items()}, ensure_ascii=False)}]
+        row = {"label": label, "score": f"{score:.6f}",
+               "scores": json.dumps({k: round(float(v), 6) for k, v in scores.items()}, ensure_ascii=False)}
+        row.update({name: "" if value is None else (f"{value:.6f}" if isinstance(value, float) else value)
+                    for name, value in zip(self.extras, extras)})
+        return [row]
 
 
 class Segmenter:
@@ -158,37 +163,36 @@ class Faces:
         from core.images import load_image, upright_size
 
         picture = load_image(path)
-        results, found = self.task.analyse(self.bundle, picture, self.tilt_by)
+        results = self.task.analyse(self.bundle, picture, self.tilt_by)
         upload = upright_size(path) or picture.size
-        return results, found, (upload[0] / picture.width, upload[1] / picture.height)
+        return results, (upload[0] / picture.width, upload[1] / picture.height)
 
     def forward(self, batch):
         return [None] * len(batch)
 
     def rows(self, index, path, prepared, output):
-        results, found, scale = prepared
+        results, scale = prepared
+        if not results:  # the tab's rule: no face, no gender or age
+            return [{"note": self.task.NO_FACE}]
         rows = []
         for number, result in enumerate(results, 1):
-            if found:
-                record = self.task.face_record(self.bundle, result, scale)
-                row = {"face": number, **dict(zip(("left", "top", "width", "height"), record["box"])),
-                       **{key: record[key] for key in ("confidence", "tilt_network", "tilt_eyes", "tilt_used",
-                                                       "tilt_by", "age", "age_rmse")}, "note": ""}
-                gender = record["gender"]
-            else:  # the tab's rule: the whole picture stands in for one centred face
-                row = {"face": "", "tilt_network": round(result.tilt_network, 1), "tilt_used": round(result.tilt, 1),
-                       "tilt_by": result.tilt_by, "age": round(self.task.clipped_age(self.bundle, result.age), 1),
-                       "age_rmse": round(float(self.bundle.metadata["age"]["rmse"]), 1), "note": self.task.NO_FACE}
-                gender = {label: round(p, 4) for label, p in result.gender.items()}
+            record = self.task.face_record(self.bundle, result, scale)
+            row = {"face": number, **dict(zip(("left", "top", "width", "height"), record["box"])),
+                   **{key: record[key] for key in ("confidence", "tilt_network", "tilt_eyes", "tilt_used", "tilt_by",
+                                                   "age", "age_rmse")}, "note": ""}
+            gender = record["gender"]
             row["gender"] = max(gender, key=gender.get)
-            row.update({f"P({label})": p for label, p in gender.items()})
+            row.update({f"P({label})": probability for label, probability in gender.items()})
             rows.append(row)
         return rows
 
 
+KINDS = {"classifier": Classifier, "segmentation": Segmenter, "faces": Faces}
+
+
 def predictor(task, bundle, **options):
-    kinds = {"caries": Segmenter, "age_gender": Faces}
-    return kinds.get(task.NAME, Classifier)(task, bundle, **options)
+    """The predictor of the task's KIND (its module says which)."""
+    return KINDS[task.KIND](task, bundle, **options)
 
 
 def _safe(name: str) -> str:
@@ -292,15 +296,14 @@ def main(argv=None):
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     task = TASKS[names.index(args.task)]
-    if args.threshold is not None and task.NAME not in ("hashtags", "movie_genres", "caries"):
-        parser.error(f"--threshold does not apply to {task.NAME}")
-    if args.tilt_by is not None and task.NAME != "age_gender":
-        parser.error("--tilt-by applies to age_gender only")
+    for option in ("threshold", "tilt_by"):  # a task names the options its tab has (PREDICT_OPTIONS)
+        if getattr(args, option) is not None and option not in getattr(task, "PREDICT_OPTIONS", ()):
+            parser.error(f"--{option.replace('_', '-')} does not apply to {task.NAME}")
 
     from core import source
 
     resolved = source.resolve(task.NAME, task.TRAIN_COMMAND, source.models_dir(args.models_dir),
-                              source.read_hub_config(args.hub_config), task.REQUIRES)
+                              source.read_hub_config(args.hub_config), task.METADATA)
     for notice in resolved.notices:
         print(notice, file=sys.stderr)
     if resolved.bundle is None:

@@ -5,9 +5,11 @@
 A Hugging Face Space runs `python app.py` from a clone of this repository. Its README's front
 matter is its configuration; this writes into it:
 - `models`: the pinned model repos, so the Space page links them;
-- `preload_from_hub`: each pinned repo's files at its pinned commit ("repo file,file commit"),
-  which the Hub downloads into the Space's cache when it builds it, so the app starts without
-  downloading and the first visitor does not wait;
+- `preload_from_hub`: each pinned public repo's files at its pinned commit ("repo file,file
+  commit"; the training logs left out), which the Hub downloads into the Space's cache when it
+  builds it, so the app starts without downloading and the first visitor does not wait. A
+  private repo cannot be preloaded (the build has no token): the app downloads it when it
+  starts, with the Space's HF_TOKEN secret;
 - `sdk_version` (the Gradio installed here, the one the tests ran with) and `python_version`.
 Everything else in the README stays as it is. Run it after pinning a model, then push.
 """
@@ -33,8 +35,12 @@ def space_config(pins: dict) -> dict:
     for pin in pins.values():
         if not source.COMMIT.fullmatch(pin.revision):
             raise SystemExit(f"{pin.repo_id} is not pinned to a commit in models/hub.json: pin the commit first")
+        if api.model_info(pin.repo_id, revision=pin.revision).private:
+            print(f"{pin.repo_id} is private: not preloaded (the Space's build has no token); the app downloads "
+                  f"it when it starts, with the Space's HF_TOKEN secret")
+            continue
         files = sorted(api.list_repo_files(pin.repo_id, revision=pin.revision))
-        preload.append(f"{pin.repo_id} {','.join(f for f in files if f != '.gitattributes')} {pin.revision}")
+        preload.append(f"{pin.repo_id} {','.join(f for f in files if source.served(f))} {pin.revision}")
     return {"models": sorted({pin.repo_id for pin in pins.values()}), "preload_from_hub": preload or None,
             "sdk_version": metadata.version("gradio"), "python_version": ".".join(platform.python_version_tuple()[:2])}
 

@@ -1,148 +1,45 @@
 """The model bundle: one folder per task, also the layout of its Hub repo.
 
     <bundle>/
+      config.json        the main network, as Keras saves a model to a folder
+      metadata.json      (keras.saving.save_model(model, folder, zipped=False)): the folder loads
+      model.weights.h5   with keras.saving.load_model(folder), or "hf://owner/repo" from the Hub
+      <network>/         any other network of the task, in the same format (age & gender: rotation/)
       task.json          our metadata (Keras owns config.json, so ours has its own name)
-      <network>.keras    each network, loadable with keras.saving.load_model(safe_mode=True)
       README.md          the model card, with Hub front matter
-      ...                anything else the card shows (confusion matrix, examples/)
+      ...                anything else the card shows (confusion matrix, examples/, logs/)
 
-`task.json` holds everything needed to use and to rebuild the model: the task
-name, format version, labels in output order, input size, the preprocessing
-contract, decision thresholds, held-out metrics, and provenance (dataset name
-and content hash, code revision, package versions, the training command).
+`task.json` holds everything needed to use and to rebuild the model: the task name, format
+version, where each network is, labels in output order, input size, the preprocessing contract,
+decision thresholds, held-out metrics, and provenance (dataset name and content hash, code
+revision, package versions, the training command). Its schema is core/schema.py.
+
+Networks are saved plain: float32, uncompiled, no optimizer state, nothing custom, so that a
+Keras install alone loads them (training keeps its resumable checkpoints elsewhere). They load
+with safe_mode=True. Format 1 (each network a `<name>.keras` archive) is still read.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import shutil
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+from core import schema
+from core.batching import CompiledNetwork
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 METADATA_FILE = "task.json"
 CARD_FILE = "README.md"
-REQUIRED_KEYS = ("task", "format_version", "networks", "labels", "input", "preprocessing", "metrics", "provenance")
+ROOT_NETWORK = "."  # task.json's name for the network saved at the bundle's root
+KERAS_CONFIG = "config.json"
 
 
 class BundleError(RuntimeError):
-    """A bundle folder that is missing, incomplete or unreadable; the message says which."""
-
-
-class CompiledNetwork:
-    """A Keras model behind one traced tf.function, warmed once, whose concurrent calls run
-    side by side up to a number of passes, and beyond that share forward passes.
-
-    `model.predict` rebuilds its data pipeline on every call, which costs more than
-    the forward pass of a small network on a CPU; a traced call with a fixed input
-    signature costs only the forward pass. The batch dimension stays free, so a
-    batch of any size reuses the same graph.
-
-    Requests arrive one picture at a time. Up to `passes` forward passes run at once; a call
-    that finds all of them busy waits, and the next pass to start takes every waiting call as
-    one batch (up to `max_batch` pictures). A lone request never waits for company (no timer,
-    unlike Gradio's `batch=True`), and each request keeps its own handler and its own error.
-    Which pays depends on the device: on a CPU a batch of 8 costs 8 passes of one, but two or
-    four passes at once keep the cores busier than one (a single pass leaves them idle between
-    ops); on a GPU one batched pass is what fills the device. Measured in the README's "Serving
-    under load".
-    """
-
-    def __init__(self, model, max_batch: int | None = None, passes: int | None = None):
-        import tensorflow as tf
-
-        self.model = model
-        # MAX_BATCH=1 turns the sharing off, PASSES=1 the side-by-side passes (to compare; see
-        # bench/serve.py --clients).
-        self.max_batch = max_batch or int(os.environ.get("MAX_BATCH", 16))
-        self.passes = passes or int(os.environ.get("PASSES", 0)) or default_passes()
-        self.input_shape = tuple(model.inputs[0].shape[1:])
-        spec = tf.TensorSpec((None, *self.input_shape), tf.float32)
-        # A partial, not a lambda: TensorFlow counts traces per code object, and one lambda's code
-        # shared by every network made their one trace each look like "excessive retracing".
-        self._call = tf.function(functools.partial(model, training=False), input_signature=[spec])
-        self._waiting: list[_Call] = []
-        self._running = 0
-        self._turn = threading.Condition()
-        self(np.zeros((1, *self.input_shape), np.float32))  # trace and warm now, not on the first request
-
-    def __call__(self, batch: np.ndarray):
-        call = _Call(np.asarray(batch, np.float32))
-        with self._turn:
-            self._waiting.append(call)
-            while True:
-                # Wait while another thread's pass holds this call, or every pass is taken.
-                while not call.done and (call.taken or self._running >= self.passes):
-                    self._turn.wait()
-                if call.done:
-                    return call.result()
-                # This thread runs the next pass, for the oldest waiting calls (maybe not its own,
-                # when more than max_batch pictures wait: then it goes round again).
-                self._running += 1
-                taken = self._take()
-                self._turn.release()
-                try:
-                    self._forward(taken)
-                finally:
-                    self._turn.acquire()
-                    self._running -= 1
-                    self._turn.notify_all()
-
-    def _take(self) -> list[_Call]:
-        """The waiting calls, oldest first, up to max_batch pictures (at least one call)."""
-        taken, pictures = [], 0
-        while self._waiting and (not taken or pictures + len(self._waiting[0].inputs) <= self.max_batch):
-            call = self._waiting.pop(0)
-            call.taken = True
-            taken.append(call)
-            pictures += len(call.inputs)
-        return taken
-
-    def _forward(self, calls: list[_Call]) -> None:
-        import tensorflow as tf
-
-        try:
-            inputs = calls[0].inputs if len(calls) == 1 else np.concatenate([c.inputs for c in calls])
-            outputs = tf.nest.map_structure(lambda t: t.numpy(), self._call(inputs))
-        except Exception as error:
-            if len(calls) > 1:  # one caller's bad input must not fail the others: each alone
-                for call in calls:
-                    self._forward([call])
-                return
-            calls[0].error, calls[0].done = error, True
-            return
-        start = 0
-        for call in calls:
-            end = start + len(call.inputs)
-            call.output = tf.nest.map_structure(lambda a, s=start, e=end: a[s:e], outputs)
-            call.done = True
-            start = end
-
-
-def default_passes() -> int:
-    """Forward passes at once when PASSES is not set: one on a GPU (a batched pass fills it), two
-    on a CPU (bench/serve.py --clients; the README's "Serving under load")."""
-    import tensorflow as tf
-
-    return 1 if tf.config.list_physical_devices("GPU") else 2
-
-
-class _Call:
-    """One caller's inputs, and what its forward pass gave."""
-
-    def __init__(self, inputs: np.ndarray):
-        self.inputs, self.output, self.error = inputs, None, None
-        self.taken = self.done = False  # in a pass; that pass has finished
-
-    def result(self):
-        if self.error is not None:
-            raise self.error
-        return self.output
+    """A bundle folder that is missing, incomplete, unreadable or not to be trusted; the message
+    says which, naming files relative to the bundle (never a path on the server)."""
 
 
 @dataclass
@@ -166,30 +63,41 @@ class Bundle:
     def network(self, name: str) -> CompiledNetwork:
         return self.networks[name]
 
-    def scores(self, image, network: str = "classifier") -> np.ndarray:
-        """Decode and resize one image as in training, run a network: one score per output."""
+    def scores(self, image, network: str = "classifier"):
+        """Decode and resize one image as in training, run a network: its output for that image
+        (one score per label; a dict of such arrays for a network with several outputs)."""
         from core.preprocess import model_input
 
-        return self.network(network)(model_input(image, self.input_size)[None])[0]
+        return first(self.network(network)(model_input(image, self.input_size)[None]))
+
+
+def first(outputs, index: int = 0):
+    """One image's part of a network's batched output, whatever its structure (array or dict)."""
+    if isinstance(outputs, dict):
+        return {name: value[index] for name, value in outputs.items()}
+    return outputs[index]
 
 
 def save_bundle(out_dir, networks: dict, metadata: dict, card: str, extra_files: dict | None = None) -> Path:
-    """Write networks, metadata and card into `out_dir`, replacing an older bundle there.
+    """Write networks, metadata and card into `out_dir`, replacing an older bundle there. The first
+    network goes at the root (the one `keras.saving.load_model(folder)` and the Hub's snippet
+    load); each other in a folder of its name.
 
-    Everything is written into a sibling temporary folder first and moved into
-    place at the end, so an interrupted save never leaves a half bundle behind.
-    """
+    Everything is written into a sibling temporary folder first and moved into place at the end,
+    so an interrupted save never leaves a half bundle behind."""
+    import keras
+
     out_dir = Path(out_dir)
-    metadata = {"format_version": FORMAT_VERSION, **metadata}
-    metadata["networks"] = {name: f"{name}.keras" for name in networks}
-    missing = [key for key in REQUIRED_KEYS if key not in metadata]
-    if missing:
-        raise BundleError(f"metadata lacks {', '.join(missing)}")
+    places = {name: ROOT_NETWORK if i == 0 else name for i, name in enumerate(networks)}
+    metadata = {**metadata, "format_version": FORMAT_VERSION, "networks": places}
+    schema.validate(metadata)  # what the app would refuse is never written
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for name, model in networks.items():
-        model.save(staging / f"{name}.keras")
+        folder = staging / places[name]
+        folder.mkdir(exist_ok=True)
+        keras.saving.save_model(plain(model), folder, zipped=False)
     (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
     (staging / CARD_FILE).write_text(card)
     for relative, content in (extra_files or {}).items():
@@ -202,59 +110,90 @@ def save_bundle(out_dir, networks: dict, metadata: dict, card: str, extra_files:
     return out_dir
 
 
-def read_metadata(path) -> dict:
-    path = Path(path)
-    file = path / METADATA_FILE
+def plain(model):
+    """The network as a bundle holds it: the same layers and weights, rebuilt from its config in
+    float32 and uncompiled, so neither an optimizer's state, nor our losses and metrics, nor the
+    mixed_float16 policy of a GPU run go with it (float16 is slow on the CPUs that serve it)."""
+
+    def float32(value):
+        if isinstance(value, dict):
+            if value.get("class_name") == "DTypePolicy" and value.get("config", {}).get("name") == "mixed_float16":
+                return {**value, "config": {**value["config"], "name": "float32"}}
+            return {key: float32(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [float32(item) for item in value]
+        return value
+
+    copy = model.__class__.from_config(float32(model.get_config()))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def read_metadata(path, metadata_schema: type[schema.TaskMetadata] = schema.TaskMetadata) -> dict:
+    """The bundle's task.json, checked against `metadata_schema` (the task's); BundleError otherwise."""
+    file = Path(path) / METADATA_FILE
     if not file.is_file():
-        raise BundleError(f"{path} has no {METADATA_FILE}: it is not a model bundle")
+        raise BundleError(f"there is no {METADATA_FILE}: this folder is not a model bundle")
     try:
-        metadata = json.loads(file.read_text())
+        metadata = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise BundleError(f"{file} is not valid JSON: {error}") from None
-    missing = [key for key in REQUIRED_KEYS if key not in metadata]
-    if missing:
-        raise BundleError(f"{file} lacks {', '.join(missing)}")
-    if metadata["format_version"] > FORMAT_VERSION:
-        raise BundleError(
-            f"{file} has format version {metadata['format_version']}; this code reads up to {FORMAT_VERSION}: update the app"
-        )
+        raise BundleError(f"{METADATA_FILE} is not valid JSON ({type(error).__name__})") from None
+    version = metadata.get("format_version") if isinstance(metadata, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise BundleError(f"{METADATA_FILE} has format version {version}; this app reads versions "
+                          f"{', '.join(map(str, READABLE_VERSIONS))}: update the app")
+    try:
+        schema.validate(metadata, metadata_schema)
+    except schema.BundleSchemaError as error:
+        raise BundleError(f"{METADATA_FILE} is not valid: {error}") from None
     return metadata
 
 
-def missing_keys(metadata: dict, required) -> list[str]:
-    """The dotted keys ("thresholds.per_label", "networks.classifier") absent from `metadata`."""
-    missing = []
-    for key in required:
-        value = metadata
-        for part in key.split("."):
-            if not isinstance(value, dict) or part not in value:
-                missing.append(key)
-                break
-            value = value[part]
-    return missing
+def network_location(bundle: Path, name: str, place: str) -> Path:
+    """Where task.json's `place` for network `name` is, refused unless it lies inside the bundle
+    (a link pointing out of it counts as outside)."""
+    root = bundle.resolve()
+    location = (bundle / place).resolve()
+    if location != root and root not in location.parents:
+        raise BundleError(f"{METADATA_FILE} places the network '{name}' outside the bundle")
+    return location
 
 
-def load_bundle(path, expected_task: str | None = None, required=()) -> Bundle:
-    """Read metadata, check it holds the `required` keys (a task's schema: what its tab reads),
-    load every network with safe_mode=True, and warm it."""
+def load_network(bundle: Path, name: str, place: str):
+    """One network of a bundle, loaded with safe_mode=True: a folder in Keras' format (format 2),
+    or a `.keras` archive (format 1)."""
     import keras
 
+    location = network_location(bundle, name, place)
+    shown = "the bundle root" if place == ROOT_NETWORK else place
+    if place.endswith(".keras"):
+        if not location.is_file():
+            raise BundleError(f"{place}, listed in {METADATA_FILE}, is missing")
+    elif not (location / KERAS_CONFIG).is_file():
+        raise BundleError(f"the network '{name}' is missing: {shown} has no {KERAS_CONFIG}")
+    try:
+        return keras.saving.load_model(location, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a damaged file, or an unsafe one
+        text = str(error).replace(str(location), shown).replace(str(bundle), "the bundle").splitlines()
+        raise BundleError(f"the network '{name}' ({shown}) could not be loaded: {type(error).__name__}: "
+                          f"{(text or [''])[0][:300]}") from None
+
+
+def load_bundle(path, expected_task: str | None = None,
+                metadata_schema: type[schema.TaskMetadata] = schema.TaskMetadata) -> Bundle:
+    """Read task.json, check it against the task's schema (what its tab reads), load every network
+    with safe_mode=True, check each takes the declared input size, and warm it."""
     path = Path(path)
-    metadata = read_metadata(path)
+    metadata = read_metadata(path, metadata_schema)
     if expected_task and metadata["task"] != expected_task:
-        raise BundleError(f"{path} holds a model for '{metadata['task']}', not '{expected_task}'")
-    missing = missing_keys(metadata, required)
-    if missing:
-        raise BundleError(f"{path / METADATA_FILE} lacks {', '.join(missing)}, which this tab needs; "
-                          f"it was made by an older or a different recipe")
+        raise BundleError(f"it holds a model for '{metadata['task']}', not '{expected_task}'")
     networks = {}
-    for name, filename in metadata["networks"].items():
-        file = path / filename
-        if not file.is_file():
-            raise BundleError(f"{path} lacks {filename}, listed in {METADATA_FILE}")
-        try:
-            model = keras.saving.load_model(file, compile=False, safe_mode=True)
-        except Exception as error:  # Keras raises many types for a damaged file
-            raise BundleError(f"{file} could not be loaded: {type(error).__name__}: {error}") from None
+    for name, place in metadata["networks"].items():
+        model = load_network(path, name, place)
+        declared = tuple(metadata["input"]["size"])
+        shape = tuple(model.inputs[0].shape[1:3]) if model.inputs and len(model.inputs[0].shape) == 4 else ()
+        if len(shape) == 2 and None not in shape and shape != declared:
+            raise BundleError(f"{METADATA_FILE} gives an input size of {declared[0]} x {declared[1]}, but the network "
+                              f"'{name}' takes {shape[0]} x {shape[1]}")
         networks[name] = CompiledNetwork(model)
     return Bundle(path=path, metadata=metadata, networks=networks)

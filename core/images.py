@@ -10,24 +10,26 @@ whose message names the problem.
 from __future__ import annotations
 
 import io
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from core import settings
 from core.errors import InputError
 
 # Refuse images above this many pixels before decoding them (a 20000 x 20000 PNG
-# can be a few kilobytes on disk and 1.2 GB in memory).
-MAX_PIXELS = int(os.environ.get("MAX_IMAGE_PIXELS", 50_000_000))
+# can be a few kilobytes on disk and 1.2 GB in memory). APP_MAX_IMAGE_PIXELS sets it.
+MAX_PIXELS = settings.number("MAX_IMAGE_PIXELS", 50_000_000, minimum=1)
 # Decode large allowed images down to at most this side early: no model here
 # looks at more than a few hundred pixels.
 WORKING_SIDE = 2048
 
-# We do our own pixel check; Pillow's warning/error would fire on a different limit.
-Image.MAX_IMAGE_PIXELS = None
+# Pillow's own guard stays on, at our limit, for every decode in the process, Gradio's and other
+# libraries' included: it refuses an image of over twice the limit when opening it, before any
+# pixel is decoded (and warns above the limit, where our own check refuses it first).
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
 class ImageError(InputError):
@@ -62,9 +64,14 @@ def open_image(source, max_pixels: int = MAX_PIXELS, name: str | None = None) ->
     name = name or _source_name(source)
     stream = _open_stream(source, name)
     try:
-        image = Image.open(stream)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our check below says it better
+            image = Image.open(stream)
     except UnidentifiedImageError:
         raise ImageError(f"{name} is not an image Pillow can read (PNG, JPEG, WebP, GIF, BMP, TIFF)") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"{name} has over {2 * max_pixels / 1e6:.0f} megapixels; the limit is "
+                         f"{max_pixels / 1e6:.0f} megapixels — downscale it first") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise _decode_error(name, error) from None
     width, height = image.size

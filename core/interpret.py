@@ -93,7 +93,9 @@ def explain_label(bundle, image, label: str | None = None) -> Image.Image:
 
     if label and label not in bundle.labels:
         raise InputError(f"'{label}' is not one of this model's labels.")
-    return explain(bundle, image, bundle.labels.index(label) if label else None)
+    # A classifier with extra outputs (the dog probability) names its classes' output "class".
+    output = "class" if isinstance(bundle.network("classifier").model.output, dict) else None
+    return explain(bundle, image, bundle.labels.index(label) if label else None, output=output)
 
 
 def feature_layer(model):

@@ -16,12 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.bundle import Bundle, BundleError, load_bundle
+from core.schema import TaskMetadata
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = ROOT / "models"
 DEFAULT_HUB_CONFIG = ROOT / "models" / "hub.json"
 DEMO_COMMAND = "python -m training.demo"
 COMMIT = re.compile(r"[0-9a-f]{40}")
+# What a bundle holds that serving does not read: its training history (TensorBoard files can be
+# the largest part of a repo). Downloads and a Space's preload leave these out.
+NOT_SERVED = ("logs/*", ".gitattributes")
 
 
 @dataclass
@@ -73,17 +77,26 @@ def download_pinned(pin: HubPin) -> Path:
     """
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(repo_id=pin.repo_id, revision=pin.revision, repo_type="model"))
+    return Path(snapshot_download(repo_id=pin.repo_id, revision=pin.revision, repo_type="model",
+                                  ignore_patterns=list(NOT_SERVED)))
 
 
-def resolve(task: str, train_command: str, local_root: Path, hub: dict[str, HubPin], required=()) -> Resolved:
-    """The task's model from the first source that has a usable one; `required` are the task.json
-    keys its tab reads (its schema), checked at load."""
+def served(name: str) -> bool:
+    """Whether serving reads the repo file `name` (NOT_SERVED leaves the rest out)."""
+    from fnmatch import fnmatch
+
+    return not any(fnmatch(name, pattern) for pattern in NOT_SERVED)
+
+
+def resolve(task: str, train_command: str, local_root: Path, hub: dict[str, HubPin],
+            metadata_schema: type[TaskMetadata] = TaskMetadata) -> Resolved:
+    """The task's model from the first source that has a usable one; `metadata_schema` is what its
+    tab reads in task.json (core/schema.py), checked at load."""
     notices: list[str] = []
     local = local_root / task
     if local.exists():
         try:
-            return Resolved(load_bundle(local, task, required), origin=str(local), notices=notices,
+            return Resolved(load_bundle(local, task, metadata_schema), origin=str(local), notices=notices,
                             described=f"local bundle `{local_root.name}/{task}`")
         except BundleError as error:
             notices.append(f"The local model is broken: {error}. Retrain it with `{train_command}`.")
@@ -98,7 +111,7 @@ def resolve(task: str, train_command: str, local_root: Path, hub: dict[str, HubP
     elif pin is not None:
         try:
             snapshot = download_pinned(pin)
-            bundle = load_bundle(snapshot, task, required)
+            bundle = load_bundle(snapshot, task, metadata_schema)
             return Resolved(bundle, origin=f"{pin.repo_id}@{pin.revision}", notices=notices,
                             described=f"`{pin.repo_id}@{pin.revision}` (Hugging Face Hub)")
         except BundleError as error:
@@ -114,8 +127,10 @@ def resolve(task: str, train_command: str, local_root: Path, hub: dict[str, HubP
     demo = local_root / "demo" / task
     if demo.exists():
         try:
-            return Resolved(load_bundle(demo, task, required), origin=str(demo), notices=notices,
-                            described=f"demo bundle `{local_root.name}/demo/{task}`")
+            bundle = load_bundle(demo, task, metadata_schema)
+            kind = "pretrained" if bundle.metadata.get("pretrained") and not bundle.is_demo else "demo"
+            return Resolved(bundle, origin=str(demo), notices=notices,
+                            described=f"{kind} bundle `{local_root.name}/demo/{task}`")
         except BundleError as error:
             notices.append(f"The demo model is broken: {error}. Rebuild it with `{DEMO_COMMAND}`.")
 

@@ -12,7 +12,7 @@ import gradio as gr
 from core import flags, interpret
 from core.errors import InputError
 from core.images import ImageError
-from core.source import Resolved
+from core.source import Resolved, on_a_space
 
 # Every tab's events share one limit (one concurrency group): the machine's cores are what they
 # share. Up to this many requests are in flight at once; a network runs up to two passes side by
@@ -108,17 +108,20 @@ def threshold_slider(bundle, noun: str):
 
 
 def label_tab(bundle, predict, api_name: str, image_label: str, result_label: str, button: str, top_k: int,
-              flagging: flags.Flagging | None = None):
+              flagging: flags.Flagging | None = None, extras=()):
     """A single-label classifier's tab: a photo in, its most likely classes out (gr.Label); under
-    them Interpret (the top class's heatmap) and, unless flagging is off, Flag with the right label."""
+    them Interpret (the top class's heatmap) and, unless flagging is off, Flag with the right label.
+    `extras` declare more outputs (e.g. the dog probability): then `predict` returns a tuple, the
+    classes first."""
     with gr.Row():
         with gr.Column():
             image = ImageUpload(type="filepath", sources=["upload", "clipboard"], label=image_label)
             run = gr.Button(button, variant="primary")
         with gr.Column():
             result = gr.Label(num_top_classes=top_k, label=result_label)
+            more = [declare() for declare in extras]
             heatmap = interpret_controls(bundle, interpret.explain_label, f"{api_name}_interpret", [image])
-    run.click(guarded(predict, bundle), inputs=image, outputs=result, api_name=api_name,
+    run.click(guarded(predict, bundle), inputs=image, outputs=[result, *more] if more else result, api_name=api_name,
               **SHARED)
     confirmation, corrections = flag_controls(flagging, flags.flag_label, f"{api_name}_flag", image, result, [
         lambda: gr.Dropdown(bundle.labels, value=None, label="The right label (optional)")])
@@ -228,12 +231,14 @@ def examples(bundle, image_input):
         gr.Examples(examples=[[str(f)] for f in files], inputs=image_input, label="Examples")
 
 
-def status(resolved: Resolved, headline=None) -> str:
+def status(resolved: Resolved, headline=None, train_command: str | None = None) -> str:
     """Markdown: demo banner, notices, where the model came from in words, and a small table of the
     held-out figures that matter for the task (`headline(metadata)`: rows of name, value, baseline)."""
     lines = []
     if resolved.bundle is not None and resolved.bundle.is_demo:
         lines.append(DEMO_BANNER)
+    elif resolved.bundle is not None and resolved.bundle.metadata.get("pretrained"):
+        lines.append(pretrained_line(resolved.bundle.metadata["pretrained"], train_command))
     lines += [f"⚠️ {notice}" for notice in resolved.notices]
     if resolved.bundle is not None:
         lines.append(f"Model: {resolved.described or resolved.origin}")
@@ -245,6 +250,13 @@ def status(resolved: Resolved, headline=None) -> str:
         else:
             lines.append("No held-out figures recorded for this model.")
     return "\n\n".join(lines)
+
+
+def pretrained_line(pretrained: dict, train_command: str | None) -> str:
+    """Where a pretrained bundle's weights come from, said on its tab."""
+    line = (f"Pretrained weights from the `{pretrained.get('package', '?')}` {pretrained.get('version', '')} package "
+            f"({pretrained.get('licence', 'licence unknown')}), not trained on this tab's dataset here.")
+    return line + (f" `{train_command}` trains one on it." if train_command and not on_a_space() else "")
 
 
 def _figure(value) -> str:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
+from pydantic import Field
 
-from core import faces, flags, interpret, scores
+from core import faces, flags, interpret, schema, scores
 from core.bundle import Bundle
 from core.errors import InputError
 from core.images import load_image, upright_size
@@ -24,12 +26,46 @@ API_NAME = "age_gender"
 DESCRIPTION = ("Upload a photo of people, take one with the webcam or paste one: the model finds the faces (up to "
                "four), measures how far each head is tilted, straightens it, then estimates gender and age.")
 TRAIN_COMMAND = "python -m training.age_gender --data DIR --out models/age_gender"
-# The task.json keys this tab reads: a bundle without one is refused at start, with a notice.
-REQUIRES = ("networks.rotation", "networks.gender_age", "labels", "input.size", "rotation.loss", "age.rmse",
-            "face.crop_scale")
+# How predict.py reads this task: its kind of predictor and the options that apply.
+KIND = "faces"
+PREDICT_OPTIONS = ("tilt_by",)
+# The model training.demo builds when the tab has none: the recipe module whose build_demo makes it, and
+# about how long that takes on 2 CPU cores with another build beside it.
+DEMO_RECIPE, DEMO_SECONDS = "training.age_gender", 60
+
+
+class Metadata(schema.TaskMetadata):
+    """What this tab reads of task.json: a bundle that lacks it is refused at start, with a notice."""
+
+    class Rotation(schema.Schema):
+        loss: Literal["bins", "sincos"]
+        bin_centres: list[schema.Number] = Field([], max_length=3600)
+
+    class Age(schema.Schema):
+        rmse: Annotated[schema.Number, Field(ge=0)] | None  # null: never measured on labelled faces
+        range: tuple[schema.Number, schema.Number] = (0, 100)
+
+    class Face(schema.Schema):
+        detector: str = ""
+        crop_scale: Annotated[schema.Number, Field(gt=0, le=10)]
+        chip: Literal["box", "dlib"] = "box"
+        chip_padding: Annotated[schema.Number, Field(ge=0, le=2)] = 0.2
+        max_faces: Annotated[schema.StrictInt, Field(ge=1, le=64)] = faces.MAX_FACES
+        min_confidence: schema.Probability = faces.MIN_CONFIDENCE
+        min_size: Annotated[schema.Number, Field(ge=0, le=4096)] = faces.MIN_FACE_SIZE
+        search_angles: list[Annotated[schema.Number, Field(ge=-180, le=180)]] = Field([0], max_length=16)
+        tilt: dict = {}
+
+    required_networks = ("rotation", "gender_age")
+    rotation: Rotation
+    age: Age
+    face: Face
+
+
+METADATA = Metadata
 # The held-out figures shown under the model, next to their baselines.
 headline = scores.age_gender_headline
-NO_FACE = "No face found: the results are for the whole picture, taken as one centred face."
+NO_FACE = "No face found: no gender or age is given."
 BOX_COLOURS = ["#ff3b30", "#34c759", "#007aff", "#ff9500", "#af52de", "#00c7be"]
 SHOWN_SIDE = 160  # straightened crops are shown at this size
 TILT_SOURCES = {"eyes": "the line through the eyes", "network": "the rotation network"}
@@ -37,9 +73,10 @@ TILT_SOURCES = {"eyes": "the line through the eyes", "network": "the rotation ne
 
 @dataclass
 class FaceResult:
-    face: faces.Face | None  # None: the whole picture stands in for one face
-    centre: tuple
-    side: float  # side of the network's crop around the centre, in pixels
+    face: faces.Face
+    centre: tuple  # of the square the gender and age network read, in the picture's pixels
+    side: float  # its side, in pixels
+    turn: float  # how far that square is turned (degrees counter-clockwise): it was turned back by this
     tilt_network: float  # degrees counter-clockwise
     tilt_eyes: float | None  # None without eyes
     tilt_by: str  # the estimate the face was straightened by: "eyes" or "network"
@@ -55,11 +92,15 @@ class FaceResult:
 def face_settings(bundle: Bundle) -> dict:
     """The bundle's `face` block with a default for every key, so bundles made before a key existed
     still load. Search settings written for another detector (the LBP cascade's seven angles) are
-    not MTCNN's: those fall back to the defaults."""
+    not MTCNN's: those fall back to the defaults. `chip` is how the gender and age network's crop is
+    laid out: "box" (the detector's box times crop_scale, around its centre: what our recipe trains
+    on) or "dlib" (dlib's face chip from the eyes and nose, with chip_padding: the ported networks')."""
     face = bundle.metadata.get("face", {})
     ours = face.get("detector") == faces.DETECTOR
     return {
         "crop_scale": face.get("crop_scale", 1.25),
+        "chip": face.get("chip", "box"),
+        "chip_padding": face.get("chip_padding", 0.2),
         "max_faces": face.get("max_faces", faces.MAX_FACES),
         "min_confidence": face.get("min_confidence", faces.MIN_CONFIDENCE),
         "min_size": face.get("min_size", faces.MIN_FACE_SIZE),
@@ -72,17 +113,16 @@ def default_tilt(bundle: Bundle) -> str:
     """Which tilt straightens a face unless the user picks: the recipe's choice (the smaller held-out
     error); the network's while the eyes' error is unmeasured."""
     tilt = face_settings(bundle)["tilt"]
-    if tilt.get("eyes_mae") is None:
-        return "network"
     if tilt.get("default") in TILT_SOURCES:
         return tilt["default"]
+    if tilt.get("eyes_mae") is None:
+        return "network"
     return "eyes" if tilt["eyes_mae"] <= (tilt.get("network_mae") or math.inf) else "network"
 
 
-def analyse(bundle: Bundle, image: Image.Image, tilt_by: str | None = None) -> tuple[list[FaceResult], bool]:
-    """Every face (at most the bundle's max_faces), straightened and read, and whether a face was
-    found. Without one, the whole picture stands in for a single centred face, cropped as the
-    training crops were (the central square that stays inside at any rotation).
+def analyse(bundle: Bundle, image: Image.Image, tilt_by: str | None = None) -> list[FaceResult]:
+    """Every face found (at most the bundle's max_faces), straightened and read; none when no face is
+    found (then nothing is said of gender or age: a picture is no face).
 
     Each network runs once, on all faces in one batch: the rotation network on the faces as found,
     then the gender/age network on the faces straightened by `tilt_by` ("eyes" where a face has
@@ -91,33 +131,36 @@ def analyse(bundle: Bundle, image: Image.Image, tilt_by: str | None = None) -> t
     tilt_by = tilt_by if tilt_by in TILT_SOURCES else default_tilt(bundle)
     found = faces.detect_faces(image, max_faces=settings["max_faces"], min_confidence=settings["min_confidence"],
                                min_size=settings["min_size"], search_angles=settings["search_angles"])
-    if found:
-        regions = [(f, f.centre, f.side * settings["crop_scale"]) for f in found]
-    else:
-        regions = [(None, (image.width / 2, image.height / 2), faces.inner_side(image.width, image.height))]
+    if not found:
+        return []
     size = bundle.input_size[0]
 
-    def crops(angles):
-        return np.stack([np.asarray(faces.rotated_crop(image, centre, side, -angle, size), np.float32)
-                         for (_, centre, side), angle in zip(regions, angles)])
+    def crops(regions, angles, out_size=size):
+        return [faces.rotated_crop(image, centre, side, -angle, out_size) for (centre, side), angle in zip(regions, angles)]
+
+    def batch(pictures):
+        return np.stack([np.asarray(picture, np.float32) for picture in pictures])
 
     # 1. How far is each face turned? The network's one look at the face as found (the estimate whose
     # held-out error the recipe records), and the eyes' line where the detector found eyes.
-    network = faces.decode_rotation(bundle.network("rotation")(crops([0.0] * len(regions))),
+    boxes = [(f.centre, f.side * settings["crop_scale"]) for f in found]
+    network = faces.decode_rotation(bundle.network("rotation")(batch(crops(boxes, [0.0] * len(found)))),
                                     bundle.metadata["rotation"])
-    eyes = [face.eye_tilt if face is not None else None for face, _, _ in regions]
+    eyes = [face.eye_tilt for face in found]
     used = [tilt_by if tilt_by == "network" or e is not None else "network" for e in eyes]
     angles = [float(e) if by == "eyes" else float(n) for n, e, by in zip(network, eyes, used)]
-    # 2. Turn the picture back around each face centre, crop again, and read gender and age.
-    outputs = bundle.network("gender_age")(crops(angles))
-    results = []
-    for i, ((face, centre, side), angle) in enumerate(zip(regions, angles)):
-        results.append(FaceResult(
-            face, centre, side, float(network[i]), eyes[i], used[i],
-            faces.rotated_crop(image, centre, side, -angle, SHOWN_SIDE),
-            {label: float(p) for label, p in zip(bundle.labels, outputs["gender"][i])},
-            float(outputs["age"][i].reshape(-1)[0])))
-    return results, bool(found)
+    # 2. Turn the picture back around each face, crop again (as the gender and age network was
+    # trained to see a face), and read gender and age.
+    regions = boxes
+    if settings["chip"] == "dlib":
+        regions = [faces.chip_region(face, settings["chip_padding"], angle)[:2] if face.eyes and face.nose else box
+                   for face, box, angle in zip(found, boxes, angles)]
+    outputs = bundle.network("gender_age")(batch(crops(regions, angles)))
+    return [FaceResult(face, centre, side, angle, float(network[i]), eyes[i], used[i],
+                       crops([(centre, side)], [angle], SHOWN_SIDE)[0],
+                       {label: float(p) for label, p in zip(bundle.labels, outputs["gender"][i])},
+                       float(outputs["age"][i].reshape(-1)[0]))
+            for i, ((face, (centre, side)), angle) in enumerate(zip(zip(found, regions), angles))]
 
 
 def clipped_age(bundle: Bundle, age: float) -> float:
@@ -126,8 +169,10 @@ def clipped_age(bundle: Bundle, age: float) -> float:
 
 
 def age_text(bundle: Bundle, age: float) -> str:
-    """'34 ± 6 years': the error band is the held-out RMSE stored in the bundle."""
-    return f"{clipped_age(bundle, age):.0f} ± {bundle.metadata['age']['rmse']:.0f} years"
+    """'34 ± 6 years': the error band is the held-out RMSE stored in the bundle ('34 years' when the
+    bundle's network was never measured on a labelled set, as the ported networks)."""
+    rmse = bundle.metadata["age"].get("rmse")
+    return f"{clipped_age(bundle, age):.0f}" + ("" if rmse is None else f" ± {rmse:.0f}") + " years"
 
 
 def turn_text(angle: float) -> str:
@@ -162,8 +207,14 @@ def face_record(bundle: Bundle, result: FaceResult, scale: tuple[float, float]) 
         "tilt_by": result.tilt_by,
         "gender": {label: round(p, 4) for label, p in result.gender.items()},
         "age": round(clipped_age(bundle, result.age), 1),
-        "age_rmse": round(float(bundle.metadata["age"]["rmse"]), 1),
+        "age_rmse": age_rmse(bundle),
     }
+
+
+def age_rmse(bundle: Bundle) -> float | None:
+    """The held-out RMSE of the age, to a tenth of a year; None when it was never measured."""
+    rmse = bundle.metadata["age"].get("rmse")
+    return None if rmse is None else round(float(rmse), 1)
 
 
 def annotate(image: Image.Image, results: list[FaceResult]) -> Image.Image:
@@ -177,54 +228,54 @@ def annotate(image: Image.Image, results: list[FaceResult]) -> Image.Image:
         half = result.side / 2
         corners = [(result.centre[0] + dx, result.centre[1] + dy) for dx, dy in
                    ((-half, -half), (half, -half), (half, half), (-half, half))]
-        # The crop that comes out upright: the square turned by the tilt it was straightened by.
-        turned = [faces.rotate_point(p, result.tilt, result.centre) for p in corners]
+        # The crop that comes out upright: the square turned by as much as it was turned back.
+        turned = [faces.rotate_point(p, result.turn, result.centre) for p in corners]
         draw.line(turned + turned[:1], fill=colour, width=max(1, width // 2))
-        if result.face is not None:
-            left, top, w, h = result.face.box
-            draw.rectangle((left, top, left + w, top + h), outline=colour, width=width)
-            draw.text((left + width + 2, top + width), str(number), fill=colour, font_size=max(12, int(h / 4)))
-            if result.face.eyes is not None:
-                draw.line(result.face.eyes, fill=colour, width=max(1, width // 2))
-                for x, y in result.face.eyes:
-                    draw.ellipse((x - width, y - width, x + width, y + width), outline=colour, width=max(1, width // 2))
+        left, top, w, h = result.face.box
+        draw.rectangle((left, top, left + w, top + h), outline=colour, width=width)
+        draw.text((left + width + 2, top + width), str(number), fill=colour, font_size=max(12, int(h / 4)))
+        if result.face.eyes is not None:
+            draw.line(result.face.eyes, fill=colour, width=max(1, width // 2))
+            for x, y in result.face.eyes:
+                draw.ellipse((x - width, y - width, x + width, y + width), outline=colour, width=max(1, width // 2))
     return shown
 
 
 def predict(bundle: Bundle, image, tilt_by: str | None = None):
     """Photo (path, bytes or PIL) -> (annotated picture, [(straightened crop, caption)], face 1's
     tilts as text, face 1's {gender: probability}, face 1's age text, a Markdown summary of every
-    face (the no-face notice first when there was none), and every face as a list of dicts, most
-    confident first (empty when no face was found))."""
+    face, and every face as a list of dicts, most confident first). Without a face: the picture, the
+    no-face notice, and nothing else (no gender, no age)."""
     picture = load_image(image)
-    results, found = analyse(bundle, picture, tilt_by)
-    lines = [] if found else [f"⚠️ {NO_FACE}"]
+    results = analyse(bundle, picture, tilt_by)
+    if not results:
+        return picture, [], "", None, "", f"⚠️ {NO_FACE}", []
+    lines = []
     if len(results) > 1:
         lines.append(f"{len(results)} faces found; the gender, age and tilt fields show face 1 (most certain).")
     lines += [describe(bundle, number, result) for number, result in enumerate(results, 1)]
     # Short captions: a gallery thumbnail holds about 15 characters.
-    gallery = [(r.straightened, f"Face {n}: {r.tilt:+.0f}°" if found else f"Whole picture: {r.tilt:+.0f}°")
-               for n, r in enumerate(results, 1)]
+    gallery = [(r.straightened, f"Face {n}: {r.tilt:+.0f}°") for n, r in enumerate(results, 1)]
     upload = upright_size(image) or picture.size
     scale = (upload[0] / picture.width, upload[1] / picture.height)
-    records = [face_record(bundle, r, scale) for r in results] if found else []
     first = results[0]
     return (annotate(picture, results), gallery, tilt_text(first), first.gender, age_text(bundle, first.age),
-            "\n\n".join(lines), records)
+            "\n\n".join(lines), [face_record(bundle, r, scale) for r in results])
 
 
 def explain(bundle: Bundle, image, face: int = 1, tilt_by: str | None = None) -> Image.Image:
     """Face `face` (1: the most certain) straightened as the network read it, with the Grad-CAM map
-    of its gender (the more likely one) over it. Without a face, the whole picture's centre."""
+    of its gender (the more likely one) over it."""
     picture = load_image(image)
-    results, found = analyse(bundle, picture, tilt_by)
+    results = analyse(bundle, picture, tilt_by)
     face = 1 if face is None else int(face)
     if not 1 <= face <= len(results):
-        found_text = f"{len(results)} face{'s' if len(results) > 1 else ''} found" if found else "no face found"
-        raise InputError(f"There is no face {face}: {found_text}. Pick a face from 1 to {len(results)}.")
+        found_text = f"{len(results)} face{'s' if len(results) > 1 else ''} found" if results else "no face found"
+        raise InputError(f"There is no face {face}: {found_text}." +
+                         (f" Pick a face from 1 to {len(results)}." if results else ""))
     result = results[face - 1]
     size = bundle.input_size[0]
-    crop = faces.rotated_crop(picture, result.centre, result.side, -result.tilt, size)
+    crop = faces.rotated_crop(picture, result.centre, result.side, -result.turn, size)
     heatmap = interpret.gradcam(bundle.network("gender_age"), np.asarray(crop, np.float32), None, output="gender")
     # Shown at least as large as the crops above, so the map is readable at a small input size.
     return interpret.overlay(crop.resize((max(size, SHOWN_SIDE),) * 2, Image.Resampling.BICUBIC), heatmap)

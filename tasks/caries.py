@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+from typing import Literal
 
 import numpy as np
 from PIL import Image
 
-from core import flags, scores
+from core import flags, schema, scores
 from core.bundle import Bundle
 from core.images import WORKING_SIDE, load_image
 from core.segmentation import areas, colors, lesion_masks, letterbox, restore
@@ -19,8 +20,23 @@ DESCRIPTION = ("Upload a dental radiograph (greyscale or colour, any size): the 
                "one colour per class, and says how much of the image they cover.")
 TRAIN_COMMAND = ("python -m training.caries_masks --annotations EXPORT --images DIR --out data/caries"
                  " && python -m training.caries --data data/caries --out models/caries")
-# The task.json keys this tab reads: a bundle without one is refused at start, with a notice.
-REQUIRES = ("networks.segmenter", "labels", "input.size", "thresholds.global", "activation")
+# How predict.py reads this task: its kind of predictor and the options that apply.
+KIND = "segmentation"
+PREDICT_OPTIONS = ("threshold",)
+# The model training.demo builds when the tab has none: the recipe module whose build_demo makes it, and
+# about how long that takes on 2 CPU cores with another build beside it.
+DEMO_RECIPE, DEMO_SECONDS = "training.caries", 55
+
+
+class Metadata(schema.TaskMetadata):
+    """What this tab reads of task.json: a bundle that lacks it is refused at start, with a notice."""
+
+    required_networks = ("segmenter",)
+    thresholds: schema.Tuned
+    activation: Literal["sigmoid", "softmax"]
+
+
+METADATA = Metadata
 # The held-out figures shown under the model, next to their baselines.
 headline = scores.segmentation_headline
 HEADERS = ["Class", "Pixels", "% of image"]

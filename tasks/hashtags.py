@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core import scores
+from core import schema, scores
 from core.bundle import Bundle
 from core.multilabel import decide, label_thresholds
 
@@ -11,8 +11,15 @@ TITLE = "Hashtags"
 API_NAME = "hashtags"
 DESCRIPTION = "Upload a photo: the model suggests hashtags, most confident first. Lower the threshold for more."
 TRAIN_COMMAND = "python -m training.hashtags --data DIR --out models/hashtags"
-# The task.json keys this tab reads: a bundle without one is refused at start, with a notice.
-REQUIRES = ("networks.classifier", "labels", "input.size", "thresholds.global", "thresholds.per_label")
+# How predict.py reads this task: its kind of predictor and the options that apply.
+KIND = "classifier"
+CSV_EXTRAS = ("hashtags",)  # predict.py's columns beside the scores
+PREDICT_OPTIONS = ("threshold",)
+# The model training.demo builds when the tab has none: the recipe module whose build_demo makes it, and
+# about how long that takes on 2 CPU cores with another build beside it.
+DEMO_RECIPE, DEMO_SECONDS = "training.hashtags", 35
+# What this tab reads of task.json (core/schema.py): a bundle that lacks it is refused at start, with a notice.
+METADATA = schema.MultiLabelMetadata
 # The held-out figures shown under the model, next to their baselines.
 headline = scores.multilabel_headline
 FALLBACK_K = 5

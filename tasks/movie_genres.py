@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core import scores
+from core import schema, scores
 from core.bundle import Bundle
 from core.multilabel import label_thresholds
 
@@ -13,8 +13,15 @@ TITLE = "Movie genres"
 API_NAME = "movie_genres"
 DESCRIPTION = "Upload a movie poster: the model gives its three most likely genres and which pass the threshold."
 TRAIN_COMMAND = "python -m training.movie_genres --data DIR --out models/movie_genres"
-# The task.json keys this tab reads: a bundle without one is refused at start, with a notice.
-REQUIRES = ("networks.classifier", "labels", "input.size", "thresholds.global", "thresholds.per_label")
+# How predict.py reads this task: its kind of predictor and the options that apply.
+KIND = "classifier"
+CSV_EXTRAS = ("verdict",)  # predict.py's columns beside the scores
+PREDICT_OPTIONS = ("threshold",)
+# The model training.demo builds when the tab has none: the recipe module whose build_demo makes it, and
+# about how long that takes on 2 CPU cores with another build beside it.
+DEMO_RECIPE, DEMO_SECONDS = "training.movie_genres", 35
+# What this tab reads of task.json (core/schema.py): a bundle that lacks it is refused at start, with a notice.
+METADATA = schema.MultiLabelMetadata
 # The held-out figures shown under the model, next to their baselines.
 headline = scores.multilabel_headline
 TOP_K = 3

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core import scores
+from core import schema, scores
 from core.bundle import Bundle
 
 NAME = "sandwich"
@@ -11,8 +11,14 @@ API_NAME = "sandwich"
 DESCRIPTION = "Is it a hamburger or a sandwich? Upload a photo of food: the model, trained on Open Images crops, decides."
 TRAIN_COMMAND = ('python -m training.open_images --classes "Hamburger" "Sandwich" --meta META --out data/sandwich'
                  " && python -m training.sandwich --data data/sandwich/images_cropped --out models/sandwich")
-# The task.json keys this tab reads: a bundle without one is refused at start, with a notice.
-REQUIRES = ("networks.classifier", "labels", "input.size")
+# How predict.py reads this task: its kind of predictor and the options that apply.
+KIND = "classifier"
+PREDICT_OPTIONS = ()
+# The model training.demo builds when the tab has none: the recipe module whose build_demo makes it, and
+# about how long that takes on 2 CPU cores with another build beside it.
+DEMO_RECIPE, DEMO_SECONDS = "training.sandwich", 15
+# What this tab reads of task.json (core/schema.py): a bundle that lacks it is refused at start, with a notice.
+METADATA = schema.ClassifierMetadata
 # The held-out figures shown under the model, next to their baselines.
 headline = scores.classifier_headline
 

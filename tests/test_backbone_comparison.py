@@ -24,7 +24,7 @@ def test_the_table_is_written_and_the_best_by_validation_is_kept(dog_comparison)
     # Kept: the higher validation accuracy (the first listed on a tie), never the test's.
     best = max(comparison["rows"], key=lambda row: row["validation_accuracy"])["backbone"]
     assert comparison["kept"] == metadata["backbone"] == best and comparison["chosen_by"] == "validation accuracy"
-    network = keras.saving.load_model(out / "classifier.keras", safe_mode=True, compile=False)
+    network = keras.saving.load_model(out, safe_mode=True, compile=False)
     assert best.replace("-", "_") in {layer.name for layer in network.layers}  # the kept backbone's network
     assert load_bundle(out, "dog_breed").labels == metadata["labels"]
 

@@ -136,12 +136,12 @@ def test_overlapping_classes_get_one_sigmoid_each(tmp_path):
 
 def test_bundle_metadata_card_and_overlays(caries_bundle):
     metadata = json.loads((caries_bundle / "task.json").read_text())
-    assert metadata["task"] == "caries" and metadata["networks"] == {"segmenter": "segmenter.keras"}
+    assert metadata["task"] == "caries" and metadata["networks"] == {"segmenter": "."}
     assert metadata["input"]["size"] == [64, 64] and "letterbox" in metadata["preprocessing"]["resize"]
     assert 0 < metadata["thresholds"]["global"] < 1 and metadata["colors"]["caries"].startswith("#")
     assert set(metadata["metrics"]["per_class"]["caries"]) >= {"dice", "iou", "pixels_true", "pixels_predicted"}
     card = (caries_bundle / "README.md").read_text()
-    assert "pipeline_tag: image-segmentation" in card and "segmenter.keras" in card
+    assert "pipeline_tag: image-segmentation" in card and 'keras.saving.load_model("hf://' in card
     assert f"| Dice (mean over classes) | {metadata['metrics']['dice_mean']:.4f} |" in card
     overlays = sorted((caries_bundle / "overlays").iterdir())
     assert len(overlays) == 3 and all(f"overlays/{p.name}" in card for p in overlays)

@@ -47,7 +47,7 @@ def test_learns_with_official_lists_and_bundle_round_trips(dog_bundle, dogs_data
 
 def test_bundle_metadata_and_card(dog_bundle, dogs_data):
     metadata = json.loads((dog_bundle / "task.json").read_text())
-    assert metadata["task"] == "dog_breed" and metadata["format_version"] == 1
+    assert metadata["task"] == "dog_breed" and metadata["format_version"] == 2 and metadata["networks"] == {"classifier": "."}
     assert metadata["labels"][:2] == ["Chihuahua", "Beagle"]  # output order = sorted wnid folders
     assert metadata["label_ids"][:2] == ["n02085620", "n02088364"]
     assert metadata["input"]["size"] == [64, 64]
@@ -61,7 +61,8 @@ def test_bundle_metadata_and_card(dog_bundle, dogs_data):
                                         "precision_micro", "recall_micro", "per_class", "confusion_matrix"}
     card = (dog_bundle / "README.md").read_text()
     front = yaml.safe_load(card.split("---")[1])
-    assert front["library_name"] == "keras" and "stanford-dogs" in front["datasets"]
+    assert front["library_name"] == "keras" and "datasets" not in front  # no Hub dataset: a local copy
+    assert front["model-index"][0]["results"][0]["dataset"]["name"] == "Stanford Dogs"
     assert f"| top-1 accuracy | {metadata['metrics']['top1_accuracy']:.4f} |" in card
     assert (dog_bundle / "confusion_matrix.png").read_bytes().startswith(b"\x89PNG")
     assert len(list((dog_bundle / "examples").iterdir())) == 3

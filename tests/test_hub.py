@@ -7,10 +7,10 @@ import sys
 
 import pytest
 import yaml
-from gradio_client import Client, handle_file
-
 from conftest import ROOT, free_port, page_text, running_app
+from gradio_client import Client, handle_file
 from hub_server import FakeHub, hub_env
+
 from training.synthetic.dogs import make_stanford_dogs
 
 REPO = "team/dog-breed"
@@ -39,14 +39,17 @@ def test_training_command_pushes_the_bundle_with_its_card(tmp_path):
         assert f"Pushed to {REPO} at commit {commit}" in result.stdout
         pushed = hub.repos[REPO]["commits"][commit]
         assert pushed == bundle_files(tmp_path / "bundle")
-        assert {"task.json", "classifier.keras", "README.md", "confusion_matrix.png"} <= set(pushed)
+        assert {"task.json", "config.json", "metadata.json", "model.weights.h5", "README.md", "LICENSE.md",
+                "confusion_matrix.png"} <= set(pushed)
         assert any(name.startswith("examples/") for name in pushed) and hub.repos[REPO]["private"]
         assert hub.validated_cards[-1]["library_name"] == "keras"
         front = yaml.safe_load(pushed["README.md"].decode().split("---")[1])
-        assert front["datasets"] == ["stanford-dogs"]
+        assert "datasets" not in front  # Stanford Dogs is no Hub dataset: its name and page are in model-index
         # The data's terms decide the card's licence: ImageNet's images, research and education only.
-        assert front["license"] == "other" and front["license_name"] == "imagenet-terms"
-        assert front["model-index"][0]["results"][0]["metrics"][0]["type"] == "top_1_accuracy"
+        assert front["license"] == "other" and front["license_name"] == "imagenet-terms" and front["license_link"]
+        result = front["model-index"][0]["results"][0]
+        assert result["metrics"][0]["type"] == "accuracy" and result["dataset"]["name"] == "Stanford Dogs"
+        assert result["source"]["url"].startswith("http://vision.stanford.edu/")
         assert hub.unknown == []
 
         # Pushed again without --with-examples: the dataset's images are gone from the repo too.
@@ -123,3 +126,85 @@ def test_unreachable_hub_leaves_the_app_up_with_a_notice(dog_bundle, models_with
         assert "Model: demo bundle `models/demo/dog_breed`" in text
         photo = sorted((dogs_data / "Images").rglob("*.jpg"))[0]
         assert Client(url, verbose=False).predict(handle_file(str(photo)), api_name="/dog_breed")["label"]
+
+
+# --- what a Hub user pastes -----------------------------------------------------------------------
+
+# The Hub's metric ids our cards use (huggingface.co/metrics), and the licences it knows by id.
+HUB_METRIC_IDS = {"accuracy", "f1", "precision", "recall", "mean_iou", "mae", "mse"}
+HUB_LICENCES = {"apache-2.0", "mit", "cc0-1.0", "cc-by-4.0", "cc-by-2.0", "other"}
+
+
+def real_photo(name: str, folder) -> str:
+    """A real photo that ships with scikit-image, saved under the name a card's snippet opens:
+    a cat for the classifiers, the cameraman (greyscale, as radiographs are) for the segmenter,
+    the astronaut's face, eyes level, for age & gender."""
+    from PIL import Image
+    from skimage import data
+
+    picture = {"photo.jpg": lambda: Image.fromarray(data.chelsea()),
+               "radiograph.png": lambda: Image.fromarray(data.camera()).convert("RGB"),
+               "face.jpg": lambda: Image.fromarray(data.astronaut()).crop((150, 40, 300, 190))}[name]()
+    picture.save(folder / name)
+    return name
+
+
+@pytest.mark.parametrize("fixture", ["dog_bundle", "hashtag_bundle", "caries_bundle", "age_gender_trained"])
+def test_the_cards_snippet_runs_verbatim_where_only_keras_and_the_hub_are(fixture, request, tmp_path):
+    """Every kind of bundle, published: the model page's own snippet (its card's "How to use") and
+    Keras' hf:// loader, in a Python that cannot import this project (-I, run from elsewhere)."""
+    from huggingface_hub import ModelCard
+
+    from training import publishing
+
+    bundle = request.getfixturevalue(fixture)
+    bundle = bundle[0] if isinstance(bundle, tuple) else bundle
+    task = json.loads((bundle / "task.json").read_text())
+    repo = f"team/{task['task'].replace('_', '-')}"
+    with FakeHub() as hub:
+        env = {**os.environ, **hub_env(hub.url, tmp_path / "hf")}
+        pushing = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from training import "
+                                  "publishing; publishing.push_to_hub(Path(sys.argv[1]), sys.argv[2], sys.argv[3])",
+                                  str(bundle), repo, task["task"]], cwd=ROOT, env=env, capture_output=True, text=True,
+                                 timeout=300)
+        assert pushing.returncode == 0, pushing.stderr[-3000:]
+        commit = hub.repos[repo]["refs"]["main"]
+        card_text = hub.repos[repo]["commits"][commit]["README.md"].decode()
+        snippet = card_text.split("```python\n", 1)[1].split("```", 1)[0]
+        assert f'keras.saving.load_model("hf://{repo}")' in snippet and publishing.PLACEHOLDER_REPO not in snippet
+        (tmp_path / "snippet.py").write_text(snippet)
+        photo = next(name for name in publishing.EXAMPLE_PHOTO.values() if f'"{name}"' in snippet)
+        real_photo(photo, tmp_path)
+        run = subprocess.run([sys.executable, "-I", "snippet.py"], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert run.stdout.strip(), "the snippet printed nothing"
+
+        # Keras' own loader: one output per label (per class, or per class and pixel) on that photo.
+        probe = (f"import keras, numpy as np, json\n"
+                 f"model = keras.saving.load_model('hf://{repo}')\n"
+                 f"h, w = {task['input']['size']}\n"
+                 f"out = model.predict(np.zeros((1, h, w, 3), 'float32'), verbose=0)\n"
+                 f"out = out if isinstance(out, dict) else {{'output': out}}\n"
+                 f"print(json.dumps({{k: list(v.shape) for k, v in out.items()}}))\n")
+        loaded = subprocess.run([sys.executable, "-I", "-c", probe], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=300)
+        assert loaded.returncode == 0, loaded.stderr[-3000:]
+        shapes = json.loads(loaded.stdout.strip().splitlines()[-1])
+        labels = len(task["labels"])
+        if task["task"] == "age_gender":
+            assert shapes == {"gender": [1, labels], "age": [1, 1]}, shapes
+        elif task["task"] == "caries":
+            channels = labels + (task["activation"] == "softmax")
+            assert shapes == {"output": [1, *task["input"]["size"], channels]}, shapes
+        else:
+            assert shapes == {"output": [1, labels]}, shapes
+        assert hub.unknown == []
+
+    # The card works on the Hub as it is: a usable licence, the Hub's metric ids.
+    front = ModelCard(card_text).data.to_dict()
+    assert front["library_name"] == "keras" and front["license"] in HUB_LICENCES
+    if front["license"] == "other":
+        assert front["license_name"] and front["license_link"]
+    metrics = [m for result in front["model-index"][0]["results"] for m in result["metrics"]]
+    assert metrics and {m["type"] for m in metrics} <= HUB_METRIC_IDS, metrics

@@ -143,7 +143,7 @@ def layer_weights(application) -> dict:
 
 
 def classifier(bundle):
-    return keras.saving.load_model(bundle / "classifier.keras", safe_mode=True, compile=False)
+    return keras.saving.load_model(bundle, safe_mode=True, compile=False)
 
 
 def held_out_accuracy(bundle, held_out) -> float:

@@ -20,7 +20,7 @@ def test_a_space_start_builds_the_missing_demo_model_and_serves_it(dog_bundle, h
     env = {"BUILD_DEMOS": "1", "SPACE_ID": "team/vision-demos"}
     with running_app(root, env=env) as url:
         log = next(root.parent.glob("app-*.log")).read_text()
-        assert "1 tab(s) have no model" in log and "Building the Hamburger or sandwich demo model" in log
+        assert "1 tab(s) have no model" in log and "Building the Hamburger or sandwich model" in log
         assert "Epoch 1/" not in log  # Keras' epoch lines go to the build's own log
         assert "Epoch 1/" in (root / "demo" / "sandwich.log").read_text()
         assert "Model: demo bundle `models/demo/sandwich`" in page_text(url)
@@ -43,16 +43,24 @@ def test_space_config_is_written_from_the_pins(dog_bundle, tmp_path):
     shutil.copy(ROOT / "README.md", readme)
     with FakeHub() as hub:
         files = {str(p.relative_to(dog_bundle)): p.read_bytes() for p in dog_bundle.rglob("*") if p.is_file()}
+        assert any(name.startswith("logs/") for name in files)
         commit = hub.commit("team/dog-breed", files)
+        private = hub.commit("team/private-genres", files)
+        hub.repos["team/private-genres"]["private"] = True
         pins = tmp_path / "hub.json"
-        pins.write_text(json.dumps({"dog_breed": {"repo_id": "team/dog-breed", "revision": commit}}))
+        pins.write_text(json.dumps({"dog_breed": {"repo_id": "team/dog-breed", "revision": commit},
+                                    "movie_genres": {"repo_id": "team/private-genres", "revision": private}}))
         result = subprocess.run([sys.executable, "space.py", "--hub-config", str(pins), "--readme", str(readme)],
                                 cwd=ROOT, capture_output=True, text=True, timeout=120,
                                 env={**__import__("os").environ, **hub_env(hub.url, tmp_path / "hf")})
     assert result.returncode == 0, result.stderr[-2000:]
     front = yaml.safe_load(readme.read_text().split("---")[1])
-    assert front["models"] == ["team/dog-breed"] and front["sdk"] == "gradio" and front["app_file"] == "app.py"
+    assert front["models"] == ["team/dog-breed", "team/private-genres"] and front["sdk"] == "gradio"
+    assert front["app_file"] == "app.py" and 0 < len(front["short_description"]) <= 60
+    # The public repo is preloaded without its training logs; the private one cannot be (no token at build).
+    assert len(front["preload_from_hub"]) == 1 and "team/private-genres is private: not preloaded" in result.stdout
     repo, listed, revision = front["preload_from_hub"][0].split(" ")
-    assert repo == "team/dog-breed" and revision == commit and set(listed.split(",")) == set(files)
+    assert repo == "team/dog-breed" and revision == commit
+    assert set(listed.split(",")) == {name for name in files if not name.startswith("logs/")}
     assert front["sdk_version"] and str(front["python_version"]).startswith("3.")
     assert readme.read_text().split("---", 2)[2] == (ROOT / "README.md").read_text().split("---", 2)[2]

