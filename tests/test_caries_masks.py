@@ -1,5 +1,6 @@
-"""Annotations to masks: the rasterisation convention against hand-computed masks, and each
-annotation format (VoTT, LabelMe with and without embedded image, COCO) on small hand-written files."""
+"""Annotations to masks: the rasterisation convention against hand-computed masks, each
+annotation format (VoTT, LabelMe with and without embedded image, COCO) on small hand-written files,
+and the one mask resize against the image resized beside it."""
 
 import base64
 import io
@@ -9,8 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.segmentation import PALETTE, blend, letterbox, letterbox_mask
 from training import masks_from_annotations
 from training.datasets.annotations import polygon_mask, rectangle_points
+from training.datasets.segmentation_masks import Pair, load_pair
 
 # --- rasterisation: pixel (r, c) is covered when its centre (c + .5, r + .5) is inside; edges
 # through a centre count for the shape on their right/below (left and top edges in, right and bottom out).
@@ -244,3 +247,58 @@ def test_bad_annotation_files_are_reported_not_fatal(tmp_path, images):
     assert read_mask(out, "a").sum() == 3
     with pytest.raises(SystemExit, match="No readable annotation file"):
         masks_from_annotations.main(["--annotations", str(folder / "broken.json"), "--out", str(tmp_path / "none")])
+
+
+# --- one mask resize: a mask stays on the pixels of the image it was drawn on ----------
+
+def line_image(width, height, axis, at):
+    """An 8-bit image with one full-length 1-px line (axis 1: a column, axis 0: a row) and its mask."""
+    mask = np.zeros((height, width), np.uint8)
+    if axis == 1:
+        mask[:, at] = 1
+    else:
+        mask[at, :] = 1
+    return Image.fromarray(mask * 255, "L"), mask
+
+
+def assert_on_the_line(mask: np.ndarray, line: np.ndarray):
+    off = np.argwhere(mask & ~line)[:3].tolist()
+    missed = np.argwhere(line & ~mask)[:3].tolist()
+    assert mask.any() and not off and not missed, (
+        f"the resized mask left the image's line: mask pixels off it {off}, line pixels without mask {missed}")
+
+
+@pytest.mark.parametrize("axis, at", [(1, 3), (1, 6), (0, 2), (0, 0)])
+def test_a_one_pixel_lesion_stays_on_its_image_line_when_letterboxed(axis, at):
+    # 7 x 5 into a 17-px letterbox: 17 x 12, an awkward 17/7 and 12/5. Upscaled bilinearly, the
+    # line's pixels are those brighter than half; nearest neighbour must pick the same ones.
+    image, mask = line_image(7, 5, axis, at)
+    pixels, _ = letterbox(image.convert("RGB"), 17)
+    assert_on_the_line(letterbox_mask(mask, 17) == 1, pixels[..., 0] > 127.5)
+
+
+def test_a_one_pixel_lesion_stays_on_its_image_line_when_a_large_pair_is_decoded_smaller(tmp_path):
+    # Over 2048 px, core.images decodes the image smaller (Lanczos) and load_pair brings the mask
+    # along: the mask must be on each row's brightest pixel. (Column 701: sampling the output
+    # pixels' top-left corners instead of their centres would put the mask one column right.)
+    image, mask = line_image(2050, 2050, 1, 701)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    image.save(tmp_path / "images" / "x.png")
+    Image.fromarray(mask).save(tmp_path / "masks" / "x.png")
+    picture, resized = load_pair(Pair(tmp_path / "images" / "x.png", tmp_path / "masks" / "x.png"), 1)
+    assert picture.size == (2048, 2048) and resized.shape == (2048, 2048, 1)
+    pixels = np.asarray(picture)[..., 0]
+    assert_on_the_line(resized[..., 0], pixels == pixels.max(axis=1, keepdims=True))
+
+
+def test_blend_paints_each_class_in_its_palette_colour():
+    masks = np.zeros((2, 3, 3), bool)
+    for k in range(3):
+        masks[0, k, k] = True
+    painted = np.asarray(blend(Image.new("RGB", (3, 2), (100, 100, 100)), masks, ["a", "b", "c"], opacity=0.5))
+    for k in range(3):
+        hex_colour = PALETTE[k]
+        rgb = [int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]
+        assert painted[0, k].tolist() == np.round((100 + np.array(rgb)) / 2).tolist()  # halves to even
+    assert (painted[1] == 100).all()

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.segmentation import resize_mask
+
 BACKGROUND = "background"
 
 
@@ -330,7 +332,7 @@ def shapes_to_masks(annotation: ImageAnnotation, size: tuple[int, int], class_na
             problems.setdefault("ambiguous_tags", []).append(
                 f"{shape.where}: tags {shape.tags} name several classes; the first, {class_names[known[0] - 1]}, is used")
         if shape.kind == "mask":
-            covered = _resize_nearest(shape.mask, width, height)
+            covered = resize_mask(shape.mask, width, height)
         else:
             points = shape.points * scale
             issue = degenerate(points)
@@ -365,11 +367,3 @@ def degenerate(points: np.ndarray) -> str:
     if area < 1e-9:
         return "zero area (all points on one line)"
     return ""
-
-
-def _resize_nearest(mask: np.ndarray, width: int, height: int) -> np.ndarray:
-    if mask.shape == (height, width):
-        return mask
-    rows = (np.arange(height) * mask.shape[0] // height)
-    cols = (np.arange(width) * mask.shape[1] // width)
-    return mask[rows][:, cols]
