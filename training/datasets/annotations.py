@@ -31,7 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from core.images import MAX_PIXELS
 from core.segmentation import resize_mask
+from training.datasets.coco_rle import rle_mask
 
 BACKGROUND = "background"
 
@@ -83,20 +85,6 @@ def rectangle_points(left: float, top: float, right: float, bottom: float) -> np
     return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]])
 
 
-def rle_mask(counts: list[int], height: int, width: int) -> np.ndarray:
-    """COCO's uncompressed run-length encoding (column-major runs, background first)."""
-    flat = np.zeros(height * width, dtype=bool)
-    position, value = 0, False
-    for run in counts:
-        run = int(run)
-        if run < 0 or position + run > flat.size:
-            raise ValueError(f"run-length counts do not fit a {width} x {height} image")
-        flat[position:position + run] = value
-        position += run
-        value = not value
-    return flat.reshape(width, height).T
-
-
 # --- a common form for every format ----------------------------------------------------
 
 @dataclass
@@ -104,7 +92,7 @@ class Shape:
     """One annotated region: its tags, its outline (or a ready mask), where it came from."""
 
     tags: list[str]
-    kind: str  # "polygon", "rectangle" or "mask" (COCO run-length encoding)
+    kind: str  # "polygon", "rectangle" or "mask" (COCO run-length encoding, either form)
     points: np.ndarray | None = None  # (N, 2) x, y in the annotation's frame
     mask: np.ndarray | None = None  # boolean, already at the frame's size
     where: str = ""
@@ -246,7 +234,7 @@ def read_labelme(data: dict, name: str) -> Export:
 
 def read_coco(data: dict, name: str) -> Export:
     """COCO instances: images (id, file_name, width, height), annotations (polygon segmentation,
-    uncompressed RLE, or only a bbox), categories (id, name)."""
+    run-length mask, compressed or not, or only a bbox), categories (id, name)."""
     categories = {c["id"]: str(c["name"]) for c in data.get("categories") or [] if isinstance(c, dict) and "id" in c}
     export = Export("COCO", [], [categories[k] for k in sorted(categories)])
     by_id = {}
@@ -275,12 +263,7 @@ def read_coco(data: dict, name: str) -> Export:
                         raise ValueError("a polygon with an odd number of coordinates")
                     target.shapes.append(Shape(tags, "polygon", np.array(values).reshape(-1, 2), where=where))
             elif isinstance(segmentation, dict):
-                counts, size = segmentation.get("counts"), segmentation.get("size")
-                if not isinstance(counts, list):
-                    export.problem("unsupported_shapes", f"{where}: compressed RLE is not supported; export polygons")
-                    continue
-                height, width = int(size[0]), int(size[1])
-                target.shapes.append(Shape(tags, "mask", mask=rle_mask(counts, height, width), where=where))
+                target.shapes.append(Shape(tags, "mask", mask=coco_mask(segmentation, target.frame), where=where))
             elif item.get("bbox"):
                 left, top, w, h = (_number(v) for v in item["bbox"])
                 target.shapes.append(Shape(tags, "rectangle", rectangle_points(left, top, left + w, top + h), where=where))
@@ -289,6 +272,30 @@ def read_coco(data: dict, name: str) -> Export:
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
             export.problem("malformed_shapes", f"{where}: {type(error).__name__}: {error}")
     return export
+
+
+def coco_mask(segmentation: dict, frame: tuple[int, int] | None) -> np.ndarray:
+    """A COCO run-length mask, decoded only once its declared size is checked: it must be the
+    size its image declares (a 200-byte annotation can declare 100000 x 100000 pixels), and no
+    larger than an image core.images would open."""
+    counts, size = segmentation.get("counts"), segmentation.get("size")
+    if not (isinstance(size, list) and len(size) == 2 and all(_whole(v) and v > 0 for v in size)):
+        raise ValueError(f"mask size {size!r} is not [height, width]")
+    height, width = size
+    if frame is None:
+        raise ValueError("the image declares no width and height to check the mask's size against")
+    if (width, height) != frame:
+        raise ValueError(f"mask size {width} x {height} is not its image's {frame[0]} x {frame[1]}")
+    if width * height > MAX_PIXELS:
+        raise ValueError(f"a {width} x {height} mask is over the {MAX_PIXELS / 1e6:.0f}-megapixel limit for images")
+    if not isinstance(counts, (str, list)):
+        raise ValueError("counts is neither a list of run lengths nor a compressed string")
+    return rle_mask(counts, height, width)
+
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # --- shapes to masks ---------------------------------------------------------------------
