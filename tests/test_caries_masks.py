@@ -1,12 +1,15 @@
 """Annotations to masks: the rasterisation convention against hand-computed masks, each
 annotation format (VoTT, LabelMe with and without embedded image, COCO) on small hand-written files,
-COCO run-length masks against an independent encoder, and the one mask resize against the image
-resized beside it."""
+image paths confined to the input folders, COCO run-length masks against an independent encoder,
+and the one mask resize against the image resized beside it."""
 
 import base64
 import io
 import json
+import os
+import sys
 import tracemalloc
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -251,6 +254,62 @@ def test_bad_annotation_files_are_reported_not_fatal(tmp_path, images):
     assert read_mask(out, "a").sum() == 3
     with pytest.raises(SystemExit, match="No readable annotation file"):
         masks_from_annotations.main(["--annotations", str(folder / "broken.json"), "--out", str(tmp_path / "none")])
+
+
+# --- only --images and the annotation file's folder are read --------------------------
+
+_opened: list[list[str]] = []  # one list per `files_opened` block in progress
+
+
+def _record_open(event, args):
+    if event == "open" and _opened and isinstance(args[0], (str, bytes, os.PathLike)):
+        _opened[-1].append(os.path.realpath(os.fsdecode(args[0])))
+
+
+sys.addaudithook(_record_open)  # Python's own record of every file opened: proof that one was not
+
+
+@contextmanager
+def files_opened():
+    """Every file Python opens inside the block (its real path)."""
+    _opened.append([])
+    try:
+        yield _opened[-1]
+    finally:
+        _opened.pop()
+
+
+def test_image_paths_outside_the_folders_are_missing_and_never_read(tmp_path, images):
+    secret = tmp_path / "elsewhere" / "secret.png"  # a real, readable image nobody named as input
+    secret.parent.mkdir()
+    secret.write_bytes(png_bytes(8, 6, 77))
+    (images / "link.png").symlink_to(secret)  # a link inside --images that leads out of it
+    (images / "sub").mkdir()
+    (images / "sub" / "c.png").write_bytes(png_bytes(3, 2))  # a path inside --images: read
+    folder = tmp_path / "annotations"
+    folder.mkdir()
+    shape = [{"label": "caries", "points": [[0, 0], [2, 0], [0, 2]], "shape_type": "polygon"}]
+    (folder / "up.json").write_text(json.dumps(labelme("../elsewhere/secret.png", 8, 6, shape)))
+    depth = len(folder.parts) - 1  # enough ../ to reach / from the annotation folder
+    (folder / "far.json").write_text(json.dumps(labelme("../" * depth + str(secret).lstrip("/"), 8, 6, shape)))
+    (folder / "absolute.json").write_text(json.dumps(labelme(str(secret), 8, 6, shape)))
+    (folder / "vott.json").write_text(json.dumps({"tags": [{"name": "caries"}], "assets": {"x": {
+        "asset": {"name": "../elsewhere/secret.png", "size": {"width": 8, "height": 6}}, "regions": []}}}))
+    (folder / "coco.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": str(secret), "width": 8, "height": 6},
+                   {"id": 2, "file_name": "link.png", "width": 8, "height": 6},
+                   {"id": 3, "file_name": "sub/c.png", "width": 3, "height": 2}],
+        "categories": [{"id": 1, "name": "caries"}], "annotations": []}))
+    out = tmp_path / "out"
+    with files_opened() as opened:
+        result = masks_from_annotations.main(["--annotations", str(folder), "--images", str(images), "--out", str(out)])
+    assert str(secret) not in opened, "an image outside --images and the annotation folder was read"
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["c.png"]
+    missing = result["report"]["missing_images"]
+    for source in ("up.json", "far.json", "absolute.json", "vott.json", f"coco.json: {secret}", "coco.json: link.png"):
+        assert any(line.startswith(f"{source}") and "leads outside --images and the annotation file's folder" in line
+                   and "not read" in line for line in missing), (source, missing)
+    assert result["report"]["missing_images_count"] == 6
 
 
 # --- COCO run-length masks ---------------------------------------------------------------
