@@ -7,7 +7,9 @@ back by the exact inverse: crop the letterbox's content area, resize it to the
 image's width and height (bilinear, on probabilities, before any threshold). The
 mask therefore always has exactly the size of the image it was computed for. The
 same `letterbox` prepares training images and masks (masks with nearest
-neighbour, so class values are never blended).
+neighbour, so class values are never blended). Every mask resize in the project
+goes through `resize_mask`, which samples each output pixel's centre as Pillow
+resizes images, so a mask stays on the pixels of the image it was drawn on.
 
 Decision rule: the *lesion probability* of a pixel is the class's sigmoid (one
 sigmoid per class) or 1 - P(background) (softmax); a pixel is marked when it
@@ -20,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageColor
 
 PAD_VALUE = 0
 # One colour per class, in label order (background is never drawn).
@@ -57,14 +59,32 @@ def letterbox(image: Image.Image, side: int) -> tuple[np.ndarray, Letterbox]:
     return canvas, box
 
 
+def resize_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    """An (H, W) or (H, W, C) mask of any dtype at `width` x `height`, nearest neighbour.
+
+    Pillow's NEAREST picks the source row and column of each output pixel (the one under
+    the output pixel's centre, as when Pillow resizes the image beside it); the mask is
+    then indexed with them, so class values and channels come through unchanged.
+    """
+    if mask.shape[:2] == (height, width):
+        return mask
+    rows = _nearest_indices(mask.shape[0], height)
+    cols = _nearest_indices(mask.shape[1], width)
+    return mask[rows][:, cols]
+
+
+def _nearest_indices(size: int, new_size: int) -> np.ndarray:
+    line = Image.fromarray(np.arange(size, dtype=np.int32)[None, :])  # mode "I"
+    return np.asarray(line.resize((new_size, 1), Image.Resampling.NEAREST))[0]
+
+
 def letterbox_mask(mask: np.ndarray, side: int) -> np.ndarray:
     """An integer (H, W) or (H, W, C) mask into the same letterbox, nearest neighbour, padding = 0."""
     height, width = mask.shape[:2]
     box = Letterbox.fit(width, height, side)
-    rows = np.minimum((np.arange(box.inner_height) + 0.5) * height / box.inner_height, height - 1).astype(int)
-    cols = np.minimum((np.arange(box.inner_width) + 0.5) * width / box.inner_width, width - 1).astype(int)
     canvas = np.zeros((side, side, *mask.shape[2:]), dtype=mask.dtype)
-    canvas[box.top:box.top + box.inner_height, box.left:box.left + box.inner_width] = mask[rows][:, cols]
+    canvas[box.top:box.top + box.inner_height, box.left:box.left + box.inner_width] = resize_mask(
+        mask, box.inner_width, box.inner_height)
     return canvas
 
 
@@ -108,8 +128,7 @@ def blend(image: Image.Image, masks: np.ndarray, labels: list[str], opacity: flo
     """The image with each class's mask painted over it in its colour (for cards and examples)."""
     pixels = np.asarray(image.convert("RGB"), dtype=np.float32).copy()
     for k, label in enumerate(labels):
-        hex_colour = colors(labels)[label].lstrip("#")
-        colour = np.array([int(hex_colour[i:i + 2], 16) for i in (0, 2, 4)], dtype=np.float32)
+        colour = np.array(ImageColor.getrgb(colors(labels)[label]), dtype=np.float32)
         where = masks[..., k]
         pixels[where] = (1 - opacity) * pixels[where] + opacity * colour
     return Image.fromarray(pixels.round().astype(np.uint8), "RGB")

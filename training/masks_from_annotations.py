@@ -5,8 +5,11 @@
 FILE_OR_DIR is one JSON file or a folder of them (searched recursively), in any mix of
 VoTT's JSON export (or its per-asset files), LabelMe's one-file-per-image JSON and COCO
 instances JSON; the format is recognised from each file's content. Images are looked up
-by file name in --images (LabelMe also beside its JSON file, or from its embedded
-imageData). The output is the layout `python -m training.caries --data DIR` reads:
+by file name in --images, then by the path the export gives, in --images or relative to
+the annotation file (LabelMe's embedded imageData comes first). Only files inside --images
+or the annotation file's own folder are ever read (links followed): an absolute path, or one
+whose `..` leads elsewhere, is reported as a missing image, not read. The output is the
+layout `python -m training.caries --data DIR` reads:
 
     OUT/images/<stem>.<ext>   the annotated images, copied byte for byte (embedded LabelMe
                               images are written as they were embedded)
@@ -17,7 +20,8 @@ imageData). The output is the layout `python -m training.caries --data DIR` read
     OUT/report.json           what was converted and every problem, by kind
 
 Masks are never JPEG: lossy compression changes class values at shape borders. The
-rasterisation convention (which pixels an edge covers) is in training/annotations.py.
+rasterisation convention (which pixels an edge covers) is in training/datasets/annotations.py;
+docs/data_formats.md lists what each format may hold and what is reported.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import shutil
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 from PIL import Image
@@ -69,17 +74,45 @@ def class_list(exports: list[Export], given: list[str] | None) -> list[str]:
 
 
 def locate_image(annotation: ImageAnnotation, images: Path | None, json_dir: Path):
-    """The image's bytes and file name: embedded data first (what the annotator saw), then
-    --images/<name>, then the path relative to the annotation file."""
-    name = Path(annotation.image.replace("\\", "/")).name
+    """The image's bytes and file name, or None and why it is missing.
+
+    Embedded data first (what the annotator saw), then --images/<file name>, then the path as
+    the export writes it, in --images and relative to the annotation file, then <file name>
+    beside the annotation file. A candidate outside --images and `json_dir` (after `..` and
+    links) is never read: the export names it, the user did not.
+    """
+    reference = annotation.image.replace("\\", "/")
+    name = PurePosixPath(reference).name
     if annotation.image_data:
-        return annotation.image_data, name
-    candidates = [images / name] if images else []
-    candidates.append(json_dir / annotation.image.replace("\\", "/"))
+        return annotation.image_data, name, None
+    absolute = bool(PureWindowsPath(reference).anchor)  # /x, C:/x, //server/x: the annotator's disk
+    as_written = [] if absolute else [reference]
+    candidates = [images / p for p in [name, *as_written]] if images else []
+    candidates += [json_dir / p for p in [*as_written, name]]
+    roots = [_real(folder) for folder in (images, json_dir) if folder is not None]
+    outside = absolute
     for candidate in candidates:
-        if candidate.is_file():
-            return candidate.read_bytes(), candidate.name
-    return None, name
+        real = _real(candidate)
+        if real is None or not any(os.path.commonpath([real, root]) == root for root in roots if root):
+            outside = True
+            continue
+        if os.path.isfile(real):
+            try:
+                return Path(real).read_bytes(), name, None
+            except OSError as error:
+                return None, name, f"{name} could not be read ({error.strerror or error})"
+    searched = (f"in {images} nor " if images else "") + "beside the annotation file"
+    if outside:
+        return None, name, (f"{annotation.image} leads outside --images and the annotation file's folder, so it "
+                            f"is not read; {name} is not {searched}")
+    return None, name, f"{name} not found {searched}"
+
+
+def _real(path: Path) -> str | None:
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):  # a NUL in the name, a link loop
+        return None
 
 
 def convert(annotations: Path, images: Path | None, out: Path, classes: list[str] | None = None) -> dict:
@@ -115,10 +148,9 @@ def convert(annotations: Path, images: Path | None, out: Path, classes: list[str
     written, used_names = {}, set()
     for file, export in exports:
         for annotation in export.images:
-            content, name = locate_image(annotation, images, file.parent)
+            content, name, missing = locate_image(annotation, images, file.parent)
             if content is None:
-                report["missing_images"].append(f"{annotation.where}: {name} not found"
-                                                + (f" in {images}" if images else "") + " nor beside the annotation file")
+                report["missing_images"].append(f"{annotation.where}: {missing}")
                 continue
             try:
                 picture = load_image(content, max_side=NO_LIMIT)

@@ -27,11 +27,18 @@ import binascii
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from core.images import MAX_PIXELS
+from core.segmentation import resize_mask
+from training.datasets.coco_rle import rle_mask
+
 BACKGROUND = "background"
+# No image is this wide (Pillow's sizes are 32-bit); a coordinate beyond it is an error in the
+# file, and keeping coordinates below it keeps the rasteriser's products finite.
+FAR = 2 ** 31
 
 
 # --- rasterisation ---------------------------------------------------------------------
@@ -81,20 +88,6 @@ def rectangle_points(left: float, top: float, right: float, bottom: float) -> np
     return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]])
 
 
-def rle_mask(counts: list[int], height: int, width: int) -> np.ndarray:
-    """COCO's uncompressed run-length encoding (column-major runs, background first)."""
-    flat = np.zeros(height * width, dtype=bool)
-    position, value = 0, False
-    for run in counts:
-        run = int(run)
-        if run < 0 or position + run > flat.size:
-            raise ValueError(f"run-length counts do not fit a {width} x {height} image")
-        flat[position:position + run] = value
-        position += run
-        value = not value
-    return flat.reshape(width, height).T
-
-
 # --- a common form for every format ----------------------------------------------------
 
 @dataclass
@@ -102,7 +95,7 @@ class Shape:
     """One annotated region: its tags, its outline (or a ready mask), where it came from."""
 
     tags: list[str]
-    kind: str  # "polygon", "rectangle" or "mask" (COCO run-length encoding)
+    kind: str  # "polygon", "rectangle" or "mask" (COCO run-length encoding, either form)
     points: np.ndarray | None = None  # (N, 2) x, y in the annotation's frame
     mask: np.ndarray | None = None  # boolean, already at the frame's size
     where: str = ""
@@ -137,8 +130,8 @@ def read_export(file: Path) -> Export:
     file = Path(file)
     try:
         data = json.loads(file.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise AnnotationError(f"{file.name} is not readable JSON: {error}") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise AnnotationError(f"{file.name} is not readable JSON: {type(error).__name__}: {error}") from None
     if isinstance(data, dict) and ("assets" in data or ("asset" in data and "regions" in data)):
         return read_vott(data, file.name)
     if isinstance(data, dict) and "shapes" in data:
@@ -154,19 +147,73 @@ class AnnotationError(ValueError):
     """An annotation file that cannot be read at all; the message names it and says why."""
 
 
+# Whatever a reader meets where the format has an object, a list, a number or a string, it raises
+# one of these inside an entry (reported for that entry), so one bad entry never stops the file.
+MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+
+
 def _number(value) -> float:
-    number = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"coordinate {value!r} is not a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
     if not math.isfinite(number):
         raise ValueError(f"coordinate {value!r} is not a finite number")
     return number
 
 
+def _points(pairs) -> np.ndarray:
+    """(N, 2) finite coordinates from [[x, y], ...]."""
+    if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+        raise ValueError("points are not a list of [x, y] pairs")
+    return np.array([[_number(x), _number(y)] for x, y in pairs], dtype=np.float64).reshape(-1, 2)
+
+
 def _frame(width, height):
-    try:
-        width, height = int(width), int(height)
-    except (TypeError, ValueError):
+    """The (width, height) an export declares for its image, or None unless both are positive whole numbers."""
+    if not all(_whole(v) or (isinstance(v, float) and v.is_integer()) for v in (width, height)):
         return None
+    width, height = int(width), int(height)
     return (width, height) if width > 0 and height > 0 else None
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _key(value) -> bool:
+    """Whether an id can be looked up (COCO ids are integers; some tools write strings)."""
+    return _whole(value) or isinstance(value, str)
+
+
+def image_name(value) -> str | None:
+    """The export's reference to an image file, or None when it cannot name one (not a string,
+    no file name at its end, a NUL, not encodable as a file name)."""
+    if not isinstance(value, str) or "\x00" in value:
+        return None
+    base = PurePosixPath(value.replace("\\", "/")).name
+    try:
+        too_long = len(base.encode("utf-8")) > 255
+    except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
+        return None
+    return None if base in ("", ".", "..") or too_long else value
+
+
+def _tags(value) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise ValueError(f"tags {value!r} are not a list of names")
+    return value
+
+
+def _entries(export: Export, data: dict, key: str, name: str) -> list:
+    """The list under `key` (none when absent); anything else there is reported and skipped."""
+    value = data.get(key)
+    if value is None or isinstance(value, list):
+        return value or []
+    export.problem("malformed_entries", f"{name}: {key} is {type(value).__name__}, not a list")
+    return []
 
 
 # --- VoTT --------------------------------------------------------------------------------
@@ -174,33 +221,46 @@ def _frame(width, height):
 def read_vott(data: dict, name: str) -> Export:
     """VoTT's JSON export ({"tags": [...], "assets": {id: {"asset": ..., "regions": [...]}}})
     or one of its per-asset files ({"asset": ..., "regions": [...]})."""
-    export = Export("VoTT", [], [t.get("name") for t in data.get("tags") or [] if isinstance(t, dict) and t.get("name")])
-    entries = data["assets"].values() if isinstance(data.get("assets"), dict) else (
-        data["assets"] if isinstance(data.get("assets"), list) else [data])
+    export = Export("VoTT", [])
+    export.declared_tags = [t["name"] for t in _entries(export, data, "tags", name)
+                            if isinstance(t, dict) and isinstance(t.get("name"), str) and t["name"]]
+    assets = data.get("assets")
+    if "assets" not in data:
+        entries = [data]
+    elif isinstance(assets, (dict, list)):
+        entries = list(assets.values()) if isinstance(assets, dict) else assets
+    else:
+        export.problem("malformed_entries", f"{name}: assets is {type(assets).__name__}, not an object or a list")
+        entries = []
     for entry in entries:
         asset = entry.get("asset") if isinstance(entry, dict) else None
-        if not isinstance(asset, dict) or not (asset.get("name") or asset.get("path")):
-            export.problem("malformed_entries", f"{name}: an asset without a name")
+        path = asset.get("path") if isinstance(asset, dict) else None
+        image = isinstance(asset, dict) and (image_name(asset.get("name")) or image_name(
+            PurePosixPath(path.replace("\\", "/").removeprefix("file:")).name if isinstance(path, str) else None))
+        if not image:
+            export.problem("malformed_entries", f"{name}: an asset without a usable name")
             continue
-        image = asset.get("name") or Path(str(asset["path"]).replace("file:", "")).name
-        size = asset.get("size") or {}
+        size = asset.get("size") if isinstance(asset.get("size"), dict) else {}
         annotation = ImageAnnotation(image, [], _frame(size.get("width"), size.get("height")), where=f"{name}: {image}")
-        for index, region in enumerate(entry.get("regions") or []):
-            where = f"{name}: {image} region {region.get('id', index) if isinstance(region, dict) else index}"
+        for index, region in enumerate(_entries(export, entry, "regions", f"{name}: {image}")):
+            label = region.get("id", index) if isinstance(region, dict) else index
+            where = f"{name}: {image} region {label if isinstance(label, (str, int)) else index}"
             try:
                 kind = str(region.get("type", "")).upper()
-                tags = [str(t) for t in region.get("tags") or []]
+                tags = _tags(region.get("tags") or [])
                 if kind == "RECTANGLE":
                     box = region["boundingBox"]
                     left, top = _number(box["left"]), _number(box["top"])
                     points = rectangle_points(left, top, left + _number(box["width"]), top + _number(box["height"]))
                     annotation.shapes.append(Shape(tags, "rectangle", points, where=where))
                 elif kind == "POLYGON":
-                    points = np.array([[_number(p["x"]), _number(p["y"])] for p in region["points"]])
-                    annotation.shapes.append(Shape(tags, "polygon", points, where=where))
+                    points = region["points"]
+                    if not isinstance(points, list):
+                        raise ValueError("points are not a list")
+                    annotation.shapes.append(Shape(tags, "polygon", _points([[p["x"], p["y"]] for p in points]), where=where))
                 else:
                     export.problem("unsupported_shapes", f"{where}: type {kind or '?'} is not a polygon or rectangle")
-            except (KeyError, TypeError, ValueError, AttributeError) as error:
+            except MALFORMED as error:
                 export.problem("malformed_shapes", f"{where}: {type(error).__name__}: {error}")
         export.images.append(annotation)
     return export
@@ -211,7 +271,12 @@ def read_vott(data: dict, name: str) -> Export:
 def read_labelme(data: dict, name: str) -> Export:
     """One LabelMe file: shapes (label, points, shape_type), imagePath, optional base64 imageData."""
     export = Export("LabelMe", [])
-    image = str(data.get("imagePath") or Path(name).with_suffix("").name)
+    image = image_name(data.get("imagePath"))
+    if image is None:
+        if data.get("imagePath") is not None:
+            export.problem("malformed_entries", f"{name}: imagePath {str(data['imagePath'])[:80]!r} names no file; "
+                                                f"the annotation file's own name is used")
+        image = Path(name).with_suffix("").name
     embedded = None
     if data.get("imageData"):
         try:
@@ -220,21 +285,23 @@ def read_labelme(data: dict, name: str) -> Export:
             export.problem("malformed_entries", f"{name}: imageData is not valid base64; the image file is used")
     annotation = ImageAnnotation(image, [], _frame(data.get("imageWidth"), data.get("imageHeight")),
                                  image_data=embedded, where=name)
-    for index, shape in enumerate(data.get("shapes") or []):
+    for index, shape in enumerate(_entries(export, data, "shapes", name)):
         where = f"{name}: shape {index}"
         try:
             kind = shape.get("shape_type") or "polygon"
-            tags = [str(shape["label"])]
-            points = np.array([[_number(x), _number(y)] for x, y in shape["points"]])
+            label = shape["label"]
+            if not isinstance(label, str):
+                raise ValueError(f"label {label!r} is not a name")
+            points = _points(shape["points"])
             if kind == "polygon":
-                annotation.shapes.append(Shape(tags, "polygon", points, where=where))
+                annotation.shapes.append(Shape([label], "polygon", points, where=where))
             elif kind == "rectangle":
                 if len(points) != 2:
                     raise ValueError(f"a rectangle needs 2 corner points, not {len(points)}")
-                annotation.shapes.append(Shape(tags, "rectangle", rectangle_points(*points[0], *points[1]), where=where))
+                annotation.shapes.append(Shape([label], "rectangle", rectangle_points(*points[0], *points[1]), where=where))
             else:
-                export.problem("unsupported_shapes", f"{where} ({shape['label']}): shape_type {kind} is not a polygon or rectangle")
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
+                export.problem("unsupported_shapes", f"{where} ({label}): shape_type {kind} is not a polygon or rectangle")
+        except MALFORMED as error:
             export.problem("malformed_shapes", f"{where}: {type(error).__name__}: {error}")
     export.images.append(annotation)
     return export
@@ -244,49 +311,76 @@ def read_labelme(data: dict, name: str) -> Export:
 
 def read_coco(data: dict, name: str) -> Export:
     """COCO instances: images (id, file_name, width, height), annotations (polygon segmentation,
-    uncompressed RLE, or only a bbox), categories (id, name)."""
-    categories = {c["id"]: str(c["name"]) for c in data.get("categories") or [] if isinstance(c, dict) and "id" in c}
-    export = Export("COCO", [], [categories[k] for k in sorted(categories)])
+    run-length mask, compressed or not, or only a bbox), categories (id, name)."""
+    export = Export("COCO", [])
+    categories = {}
+    for category in _entries(export, data, "categories", name):
+        if isinstance(category, dict) and _key(category.get("id")) and isinstance(category.get("name"), str):
+            categories[category["id"]] = category["name"]
+        else:
+            export.problem("malformed_entries", f"{name}: a category without id or name")
+    export.declared_tags = [categories[k] for k in sorted(categories, key=lambda k: (isinstance(k, str), k))]
     by_id = {}
-    for image in data.get("images") or []:
-        if not isinstance(image, dict) or "id" not in image or not image.get("file_name"):
-            export.problem("malformed_entries", f"{name}: an image without id or file_name")
+    for image in _entries(export, data, "images", name):
+        file_name = image_name(image.get("file_name")) if isinstance(image, dict) else None
+        if not file_name or not _key(image.get("id")):
+            export.problem("malformed_entries", f"{name}: an image without id or a usable file_name")
             continue
-        annotation = ImageAnnotation(str(image["file_name"]), [], _frame(image.get("width"), image.get("height")),
-                                     where=f"{name}: {image['file_name']}")
+        annotation = ImageAnnotation(file_name, [], _frame(image.get("width"), image.get("height")),
+                                     where=f"{name}: {file_name}")
         by_id[image["id"]] = annotation
         export.images.append(annotation)
-    for index, item in enumerate(data.get("annotations") or []):
-        where = f"{name}: annotation {item.get('id', index) if isinstance(item, dict) else index}"
+    for index, item in enumerate(_entries(export, data, "annotations", name)):
+        label = item.get("id", index) if isinstance(item, dict) else index
+        where = f"{name}: annotation {label if isinstance(label, (str, int)) else index}"
         try:
-            target = by_id.get(item.get("image_id"))
+            image_id = item.get("image_id")
+            target = by_id.get(image_id) if _key(image_id) else None
             if target is None:
-                export.problem("malformed_shapes", f"{where}: image_id {item.get('image_id')!r} is not in images")
+                export.problem("malformed_shapes", f"{where}: image_id {image_id!r} is not in images")
                 continue
             category = item.get("category_id")
-            tags = [categories[category]] if category in categories else [f"category {category}"]
+            tags = [categories[category]] if _key(category) and category in categories else [f"category {category}"]
             segmentation = item.get("segmentation")
             if isinstance(segmentation, list) and segmentation:
                 for polygon in segmentation:
-                    values = [_number(v) for v in polygon]
-                    if len(values) % 2:
-                        raise ValueError("a polygon with an odd number of coordinates")
-                    target.shapes.append(Shape(tags, "polygon", np.array(values).reshape(-1, 2), where=where))
+                    if not isinstance(polygon, list) or len(polygon) % 2:
+                        raise ValueError("a polygon is not a list of x, y coordinates")
+                    target.shapes.append(Shape(tags, "polygon", _points([polygon[i:i + 2] for i in range(0, len(polygon), 2)]),
+                                               where=where))
             elif isinstance(segmentation, dict):
-                counts, size = segmentation.get("counts"), segmentation.get("size")
-                if not isinstance(counts, list):
-                    export.problem("unsupported_shapes", f"{where}: compressed RLE is not supported; export polygons")
-                    continue
-                height, width = int(size[0]), int(size[1])
-                target.shapes.append(Shape(tags, "mask", mask=rle_mask(counts, height, width), where=where))
+                target.shapes.append(Shape(tags, "mask", mask=coco_mask(segmentation, target.frame), where=where))
             elif item.get("bbox"):
-                left, top, w, h = (_number(v) for v in item["bbox"])
+                bbox = item["bbox"]
+                if not isinstance(bbox, list) or len(bbox) != 4:
+                    raise ValueError(f"bbox {bbox!r} is not [x, y, width, height]")
+                left, top, w, h = (_number(v) for v in bbox)
                 target.shapes.append(Shape(tags, "rectangle", rectangle_points(left, top, left + w, top + h), where=where))
             else:
                 export.problem("malformed_shapes", f"{where}: neither segmentation nor bbox")
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+        except MALFORMED as error:
             export.problem("malformed_shapes", f"{where}: {type(error).__name__}: {error}")
     return export
+
+
+def coco_mask(segmentation: dict, frame: tuple[int, int] | None) -> np.ndarray:
+    """A COCO run-length mask, decoded only once its declared size is checked: it must be the
+    size its image declares (a 200-byte annotation can declare 100000 x 100000 pixels), and no
+    larger than an image core.images would open."""
+    counts, size = segmentation.get("counts"), segmentation.get("size")
+    if not (isinstance(size, list) and len(size) == 2 and all(_whole(v) and v > 0 for v in size)):
+        raise ValueError(f"mask size {size!r} is not [height, width]")
+    height, width = size
+    if frame is None:
+        raise ValueError("the image declares no width and height to check the mask's size against")
+    if (width, height) != frame:
+        raise ValueError(f"mask size {width} x {height} is not its image's {frame[0]} x {frame[1]}")
+    if width * height > MAX_PIXELS:
+        raise ValueError(f"a {width} x {height} mask is over the {MAX_PIXELS / 1e6:.0f}-megapixel limit for images")
+    if not isinstance(counts, (str, list)):
+        raise ValueError("counts is neither a list of run lengths nor a compressed string")
+    return rle_mask(counts, height, width)
+
 
 
 # --- shapes to masks ---------------------------------------------------------------------
@@ -330,9 +424,14 @@ def shapes_to_masks(annotation: ImageAnnotation, size: tuple[int, int], class_na
             problems.setdefault("ambiguous_tags", []).append(
                 f"{shape.where}: tags {shape.tags} name several classes; the first, {class_names[known[0] - 1]}, is used")
         if shape.kind == "mask":
-            covered = _resize_nearest(shape.mask, width, height)
+            covered = resize_mask(shape.mask, width, height)
         else:
-            points = shape.points * scale
+            with np.errstate(over="ignore"):
+                points = shape.points * scale
+            if not (np.abs(points) < FAR).all():
+                problems.setdefault("malformed_shapes", []).append(
+                    f"{shape.where}: coordinates beyond {FAR} pixels from the image's corner")
+                continue
             issue = degenerate(points)
             if issue:
                 problems.setdefault("degenerate_shapes", []).append(f"{shape.where}: {issue}")
@@ -365,11 +464,3 @@ def degenerate(points: np.ndarray) -> str:
     if area < 1e-9:
         return "zero area (all points on one line)"
     return ""
-
-
-def _resize_nearest(mask: np.ndarray, width: int, height: int) -> np.ndarray:
-    if mask.shape == (height, width):
-        return mask
-    rows = (np.arange(height) * mask.shape[0] // height)
-    cols = (np.arange(width) * mask.shape[1] // width)
-    return mask[rows][:, cols]

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from core.images import WORKING_SIDE, load_image
+from core.segmentation import resize_mask
 
 
 @dataclass
@@ -97,7 +98,5 @@ def load_pair(pair: Pair, num_classes: int):
         downscaled = max(width, height) > WORKING_SIDE and max(picture.size) == WORKING_SIDE
         if not downscaled or abs(width / height - picture.width / picture.height) > 0.01:
             raise ValueError(f"mask is {width} x {height}, image is {picture.width} x {picture.height}")
-        rows = (np.arange(picture.height) * height // picture.height)
-        cols = (np.arange(picture.width) * width // picture.width)
-        mask = mask[rows][:, cols]
+        mask = resize_mask(mask, picture.width, picture.height)
     return picture, mask
