@@ -26,7 +26,8 @@ from open_images_server import (
     write_meta,
 )
 from training import open_images
-from training.open_images import HIERARCHY_FILE
+from training.open_images import downloading
+from training.open_images.hierarchy import HIERARCHY_FILE
 
 HAMBURGER, SANDWICH, PIZZA = "/m/0cdn1", "/m/0l515", "/m/0663v"
 CLASSES = {HAMBURGER: "Hamburger", SANDWICH: "Sandwich", PIZZA: "Pizza", "/m/01b9xk": "Hot dog", "/m/06pcq": "Submarine sandwich"}
@@ -171,7 +172,7 @@ def test_connection_drops_429_and_lasting_5xx_are_retried_with_a_limit(tmp_path)
 
 
 def test_placeholder_known_by_its_hash(world, monkeypatch):
-    monkeypatch.setattr(open_images, "PLACEHOLDER_SHA256", frozenset({hashlib.sha256(world.served["60goodmd5"]).hexdigest()}))
+    monkeypatch.setattr(downloading, "PLACEHOLDER_SHA256", frozenset({hashlib.sha256(world.served["60goodmd5"]).hexdigest()}))
     world.build("out")
     assert {"image": "60goodmd5", "reason": "placeholder: photo no longer available"} in world.manifest("out")["skipped_images"]
     assert not (world.root / "out/images/60goodmd5.jpg").exists()
@@ -285,7 +286,7 @@ def test_resume_fetches_only_what_is_missing(world):
 
 
 def test_an_interrupted_run_leaves_nothing_half_written(world, monkeypatch):
-    real_fetch = open_images.fetch
+    real_fetch = downloading.fetch
 
     def fetch(url, part, timeout):
         if url.endswith("/60goodmd5.jpg"):
@@ -293,13 +294,13 @@ def test_an_interrupted_run_leaves_nothing_half_written(world, monkeypatch):
             raise KeyboardInterrupt
         return real_fetch(url, part, timeout)
 
-    monkeypatch.setattr(open_images, "fetch", fetch)
+    monkeypatch.setattr(downloading, "fetch", fetch)
     with pytest.raises(KeyboardInterrupt):
         world.build("out", "--workers", "1")
     out = world.root / "out"
     assert not list(out.rglob("*.part")) and not (out / "manifest.json").exists()
     assert all(Image.open(p).size == (64, 48) for p in (out / "images").glob("*.jpg"))
-    monkeypatch.setattr(open_images, "fetch", real_fetch)
+    monkeypatch.setattr(downloading, "fetch", real_fetch)
     world.build("out")
     world.build("clean")
     assert world.crops("out") == world.crops("clean")
