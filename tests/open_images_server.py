@@ -2,8 +2,13 @@
 CVDF's mirror, which serves /{subset}/{ImageID}.jpg), and metadata CSVs in the real layouts.
 
 Each path of the server answers a planned sequence of responses, the last one
-repeating: image bytes (200), a status code, ("redirect", path) or "drop" (close the
-connection without answering). Requests are counted per path.
+repeating: image bytes (200), a status code, (status code, {header: value}),
+("redirect", path or absolute URL), ("cut", n) (the first n bytes of the plan's image, with
+the whole one's Content-Length, then the connection closed), "drop" (close the connection
+without answering) or "hang" (read the request, never answer). Requests are counted per path
+and timed; TCP connections are counted (a kept-alive one serves many requests). `latency`
+delays every answer, `connect_latency` the first on each connection (a TLS handshake's round
+trips, which loopback does not have).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import hashlib
 import io
 import json
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -28,11 +34,19 @@ IMAGE_HEADER = ["ImageID", "Subset", "OriginalURL", "OriginalLandingURL", "Licen
 
 
 class FakeFlickr(LoopbackServer):
-    def __init__(self):
+    def __init__(self, latency: float = 0.0, connect_latency: float = 0.0):
         self.plans: dict[str, list] = {}
         self.requests: Counter = Counter()
+        self.times: dict[str, list[float]] = {}  # path -> time.monotonic() of each request
+        self.connections = 0
+        self.latency, self.connect_latency = latency, connect_latency
         self.lock = threading.Lock()
+        self.closing = threading.Event()  # releases "hang" answers when the server stops
         super().__init__(self._handler())
+
+    def __exit__(self, *exc):
+        self.closing.set()
+        super().__exit__(*exc)
 
     def serve(self, path: str, *responses) -> str:
         """Plan the answers to GET path; returns its URL."""
@@ -42,6 +56,8 @@ class FakeFlickr(LoopbackServer):
     def reset_counts(self):
         with self.lock:
             self.requests.clear()
+            self.times.clear()
+            self.connections = 0
 
     def _handler(self):
         flickr = self
@@ -52,24 +68,47 @@ class FakeFlickr(LoopbackServer):
             def log_message(self, *args):
                 pass
 
+            def setup(self):  # once per TCP connection
+                super().setup()
+                with flickr.lock:
+                    flickr.connections += 1
+                self.first = True
+
             def do_GET(self):
                 with flickr.lock:
                     flickr.requests[self.path] += 1
+                    flickr.times.setdefault(self.path, []).append(time.monotonic())
                     plan = flickr.plans.get(self.path, [404])
                     answer = plan[min(flickr.requests[self.path], len(plan)) - 1]
+                time.sleep(flickr.latency + (flickr.connect_latency if self.first else 0.0))
+                self.first = False
                 if answer == "drop":
                     self.close_connection = True
                     return
-                if isinstance(answer, tuple):
-                    self.send_response(302)
-                    self.send_header("Location", flickr.url + answer[1])
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
+                if answer == "hang":
+                    flickr.closing.wait()
+                    self.close_connection = True
                     return
+                headers = {}
+                if isinstance(answer, tuple) and answer[0] == "redirect":
+                    location = answer[1] if "://" in answer[1] else flickr.url + answer[1]
+                    answer, headers = 302, {"Location": location}
+                elif isinstance(answer, tuple) and answer[0] == "cut":
+                    whole = next(p for p in plan if isinstance(p, bytes))
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(whole)))
+                    self.end_headers()
+                    self.wfile.write(whole[:answer[1]])
+                    self.close_connection = True
+                    return
+                elif isinstance(answer, tuple):
+                    answer, headers = answer
                 body = answer if isinstance(answer, bytes) else b""
                 self.send_response(200 if isinstance(answer, bytes) else answer)
                 self.send_header("Content-Type", "image/jpeg" if body[:2] == b"\xff\xd8" else "application/octet-stream")
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 

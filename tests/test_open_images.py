@@ -288,11 +288,11 @@ def test_resume_fetches_only_what_is_missing(world):
 def test_an_interrupted_run_leaves_nothing_half_written(world, monkeypatch):
     real_fetch = downloading.fetch
 
-    def fetch(url, part, timeout):
+    def fetch(client, url, part, retries):
         if url.endswith("/60goodmd5.jpg"):
             part.write_bytes(b"\xff\xd8 half")
             raise KeyboardInterrupt
-        return real_fetch(url, part, timeout)
+        return real_fetch(client, url, part, retries)
 
     monkeypatch.setattr(downloading, "fetch", fetch)
     with pytest.raises(KeyboardInterrupt):

@@ -18,6 +18,12 @@ orientation, the box cropped, and the crop rotated. Runs resume: a downloaded im
 never fetched again, and failures for good (404, placeholder, MD5 mismatch, not an image)
 are remembered in <out>/download_failures.json (--retry-failed tries them again).
 
+Downloads share one pooled HTTP client (kept-alive connections; a 429 or 503 is retried after
+its Retry-After). A source that does not answer stops the build early with an error naming it
+(a circuit breaker: the first 20 downloads from it all unreachable, or 80 % of its last 50
+failing); rerun when it is back, the finished images are kept. A build that ends with no crop
+is an error too: the command never exits 0 with an empty dataset.
+
 Classes form a hierarchy (bbox_labels_600_hierarchy.json, when it is in --meta): Hamburger and
 Submarine sandwich are kinds of Sandwich, which is a kind of Food. Class names match exactly
 unless --include-subclasses gathers each class's subclasses into its folder; --list-classes
@@ -30,8 +36,9 @@ the commit, which a recipe pins: --data hf://datasets/REPO@COMMIT.
 The package's modules are the build's steps, in order: csv_files (the metadata CSVs, streamed and
 hashed), classes (names to labels and folders), hierarchy (subclasses, --list-classes),
 selection (the boxes and images the options keep), origins (which URL serves an image),
-downloading (retries, rate limit, resume), cropping, manifest (what went in,
-what came out, what was skipped), hub_push (--push-to-hub) and cli (the options).
+downloading (resume, checks) over http_client (the pooled client, retries, rate limit) and
+breaker, cropping, manifest (what went in, what came out, what was skipped), hub_push
+(--push-to-hub) and cli (the options); atomic writes every file whole or not at all.
 """
 
 from training.open_images.cli import main

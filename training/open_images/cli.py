@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
-from training.open_images.classes import read_class_names, resolve_classes
+from training.open_images.classes import Class, read_class_names, resolve_classes
 from training.open_images.cropping import crop_all
 from training.open_images.downloading import DownloadSettings, gather
 from training.open_images.hierarchy import (
@@ -20,6 +21,7 @@ from training.open_images.hierarchy import (
     need_hierarchy,
     read_hierarchy,
 )
+from training.open_images.http_client import RETRY_AFTER_MAX
 from training.open_images.hub_push import publish
 from training.open_images.manifest import Report, write_manifest
 from training.open_images.origins import MIRROR_URL, ImageOrigin
@@ -47,10 +49,12 @@ def parse_args(argv=None):
     parser.add_argument("--max-per-class", type=int, default=0,
                         help="this many boxes per class (0: all): the first by ImageID that download and crop")
     parser.add_argument("--workers", type=int, default=8, help="concurrent downloads")
-    parser.add_argument("--retries", type=int, default=4, help="retries on connection errors, timeouts, 429 and 5xx")
+    parser.add_argument("--retries", type=int, default=4,
+                        help="retries of an image, of every kind together: connection errors, timeouts, a body cut off, 429 and "
+                             f"5xx (after a 429 or 503 the wait is its Retry-After, up to {RETRY_AFTER_MAX} s)")
     parser.add_argument("--backoff", type=float, default=0.5, help="seconds before the first retry; doubles each time")
     parser.add_argument("--rate", type=float, default=10.0, help="requests per second over all workers (0: no limit)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to connect, and to wait for each read")
     parser.add_argument("--retry-failed", action="store_true", help="try again images that failed for good in earlier runs")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--push-to-hub", metavar="REPO", help="upload the crops as this Hub dataset repo (imagefolder layout)")
@@ -76,6 +80,14 @@ def list_classes(meta: Path, name: str, progress: bool) -> list[str]:
     if start.label not in hierarchy:
         raise SystemExit(f"{start.name} ({start.label}) is not in {HIERARCHY_FILE}")
     return class_tree(hierarchy, names, count_boxes(meta, digests, progress), start.label)
+
+
+def empty_build(classes: list[Class], report: Report, manifest: Path) -> str:
+    """Why the build stops with an error: an empty dataset is never a success, nor pushed."""
+    reasons = Counter(report.images.values()).most_common(1)
+    common = f", most of them: {reasons[0][0]} ({reasons[0][1]})" if reasons else ""
+    return (f"The dataset is empty: no box of {', '.join(c.name for c in classes)} was cropped. "
+            f"{len(report.images)} images were skipped{common}; every reason is in {manifest}")
 
 
 def main(argv=None) -> dict:
@@ -110,6 +122,8 @@ def main(argv=None) -> dict:
     chosen, fetched = gather(candidates, images, targets, selection.max_per_class, args.out, settings, report, progress)
     crops = crop_all(chosen, images, args.out, classes, targets, report, progress)
     manifest = write_manifest(args.out, options, classes, folded, digests, report, crops)
+    if not crops:
+        raise SystemExit(empty_build(classes, report, args.out / "manifest.json"))
     summary = {"counts": manifest["counts"], "crops": len(crops),
                "images": len(chosen), "fetched": fetched, "skipped_images": len(report.images),
                "skipped_boxes": len(report.boxes), "manifest": str(args.out / "manifest.json")}
