@@ -10,8 +10,6 @@ from dataclasses import dataclass
 # {subset}/{ImageID}.jpg, for these subsets.
 MIRROR_URL = "https://open-images-dataset.s3.amazonaws.com"
 MIRROR_SUBSETS = frozenset({"train", "validation", "test", "challenge2018"})
-# What the image lists say of each photo's licence and author: it travels with the crops.
-LICENCE_COLUMNS = ("License", "AuthorProfileURL", "Author", "Title", "OriginalURL", "OriginalLandingURL")
 
 
 @dataclass(frozen=True)
