@@ -18,6 +18,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -173,3 +174,37 @@ def write_hierarchy(folder: Path, tree: dict) -> Path:
     path = folder / "bbox_labels_600_hierarchy.json"
     path.write_text(json.dumps(tree, indent=4))
     return path
+
+
+# --- ImageIDs with names ----------------------------------------------------------------------
+# Open Images' ImageIDs are 16 hex digits, and the builder refuses anything else. A test names its
+# images for what they are ("30flaky"); image_id turns such a name into an ImageID that sorts as
+# the name does (the builder walks images in ImageID order), and readable turns the ImageIDs in
+# what the builder wrote back into names, so that assertions read as names.
+
+NAME_SYMBOLS = "0123456789_abcdefghijklmnopqrstuvwxyz"  # in ASCII order; a name is up to 12 of them
+_names: dict[str, str] = {}  # ImageID -> name, of those image_id made
+
+
+def image_id(name: str) -> str:
+    """'30flaky' -> 16 hex digits: the name as a base-38 number (0 pads it to 12 symbols, so a
+    shorter name sorts first, as in strings), written in hex."""
+    assert len(name) <= 12 and all(symbol in NAME_SYMBOLS for symbol in name), name
+    number = 0
+    for symbol in name.ljust(12, "\0"):
+        number = number * 38 + (0 if symbol == "\0" else NAME_SYMBOLS.index(symbol) + 1)
+    image = f"{number:016x}"
+    _names[image] = name
+    return image
+
+
+def readable(value):
+    """`value` (a string, or JSON-like lists and dicts of them) with every ImageID that image_id made
+    replaced by its name: 'sandwich/<16 hex>_0.jpg' -> 'sandwich/60goodmd5_0.jpg'."""
+    if isinstance(value, str):
+        return re.sub(r"(?<![0-9a-f])[0-9a-f]{16}(?![0-9a-f])", lambda m: _names.get(m.group(), m.group()), value)
+    if isinstance(value, dict):
+        return {readable(key): readable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(readable(item) for item in value)
+    return value

@@ -29,6 +29,7 @@ class Outcome:
     for_good: bool = False
     unreachable: bool = False
     error: str = ""  # the last request's error, as the breaker's message names it
+    refused: str = ""  # the kind, when the URL was refused as unsafe (manifest.json counts them)
 
 
 @dataclass

@@ -4,11 +4,14 @@ class-descriptions-boxable.csv, and the folder each class's crops go to."""
 from __future__ import annotations
 
 import difflib
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from training.open_images.csv_files import stream_csv
+
+NO_FOLDER = "class name gives no folder name"
 
 
 @dataclass(frozen=True)
@@ -27,8 +30,11 @@ def read_class_names(meta: Path, digests: dict) -> dict[str, str]:
 
 
 def folder_name(name: str) -> str:
-    """'Hot dog' -> 'hot_dog': the class's folder, as image-classification loaders name classes."""
-    return name.lower().replace(" ", "_").replace("/", "_")
+    """'Hot dog' -> 'hot_dog': the class's folder, as image-classification loaders name classes.
+    A folder is one plain name inside the build: path separators and control characters become
+    '_', and a name of nothing but dots ('', '.', '..') gives "": no folder (the class is skipped)."""
+    folder = re.sub(r"[/\\\x00-\x1f\x7f]", "_", name.lower().replace(" ", "_"))
+    return "" if not folder.strip(".") else folder
 
 
 def resolve_classes(wanted: list[str], names: dict[str, str]) -> list[Class]:
@@ -54,6 +60,7 @@ def resolve_classes(wanted: list[str], names: dict[str, str]) -> list[Class]:
                             if key and key.lower() in k and names[labels[0]] not in close)[:10]
             raise SystemExit(f"Unknown class {text!r}. " + (f"Close matches: {', '.join(close)}" if close else "No close matches."))
         classes[label] = Class(names[label], label, folder_name(names[label]))
-    if len({c.folder for c in classes.values()}) < len(classes):
-        raise SystemExit("Two classes would share one folder: " + ", ".join(f"{c.name} ({c.label})" for c in classes.values()))
+    foldered = [c for c in classes.values() if c.folder]  # those without one are skipped, not clashing
+    if len({c.folder for c in foldered}) < len(foldered):
+        raise SystemExit("Two classes would share one folder: " + ", ".join(f"{c.name} ({c.label})" for c in foldered))
     return sorted(classes.values(), key=lambda c: c.folder)

@@ -8,7 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from training.open_images.classes import Class, read_class_names, resolve_classes
+from training.open_images.classes import NO_FOLDER, Class, read_class_names, resolve_classes
 from training.open_images.cropping import crop_all
 from training.open_images.downloading import DownloadSettings, gather
 from training.open_images.hierarchy import (
@@ -107,7 +107,15 @@ def main(argv=None) -> dict:
 
     digests, report = {}, Report()
     names = read_class_names(args.meta, digests)
-    classes = resolve_classes(args.classes, names)
+    classes = []
+    for c in resolve_classes(args.classes, names):
+        if c.folder:
+            classes.append(c)
+        else:  # a name such as '..' would put its crops beside the dataset
+            report.refuse_class(c.name, c.label, NO_FOLDER)
+            print(f"Skipped class {c.name!r} ({c.label}): its {NO_FOLDER}", file=sys.stderr)
+    if not classes:
+        raise SystemExit("No class left to build: " + ", ".join(args.classes) + f" ({NO_FOLDER})")
     folded = None
     if args.include_subclasses:
         hierarchy = need_hierarchy(read_hierarchy(args.meta, digests), "--include-subclasses", args.meta)
@@ -122,11 +130,16 @@ def main(argv=None) -> dict:
     chosen, fetched = gather(candidates, images, targets, selection.max_per_class, args.out, settings, report, progress)
     crops = crop_all(chosen, images, args.out, classes, targets, report, progress)
     manifest = write_manifest(args.out, options, classes, folded, digests, report, crops)
+    if report.refused:
+        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(report.refused.items()))
+        print(f"Refused {sum(report.refused.values())} unsafe rows ({kinds}): listed in {args.out / 'manifest.json'}", file=sys.stderr)
     if not crops:
         raise SystemExit(empty_build(classes, report, args.out / "manifest.json"))
     summary = {"counts": manifest["counts"], "crops": len(crops),
                "images": len(chosen), "fetched": fetched, "skipped_images": len(report.images),
                "skipped_boxes": len(report.boxes), "manifest": str(args.out / "manifest.json")}
+    if report.refused:
+        summary["refused"] = sum(report.refused.values())
     if args.push_to_hub:
         summary["hub"] = {"repo": args.push_to_hub,
                           "commit": publish(args.out, args.push_to_hub, args.private, manifest, images, names)}

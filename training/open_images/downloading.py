@@ -69,7 +69,7 @@ def download(image: str, info: dict, folder: Path, settings: DownloadSettings, c
                 raise Skip(f"undecodable image ({type(error).__name__})") from None
         return Outcome()
     except Skip as error:
-        return Outcome(str(error), for_good=True)
+        return Outcome(str(error), for_good=True, refused=error.refused)
     except Failed as error:
         attempts_made = f"{failed} attempt" + ("s" if failed > 1 else "")
         return Outcome(f"download failed after {attempts_made}: {error}", unreachable=error.unreachable, error=str(error))
@@ -108,6 +108,8 @@ def download_all(wanted: list[str], images: dict, out: Path, settings: DownloadS
                 if outcome.reason is None:
                     fetched += 1
                     failures.pop(image, None)
+                elif outcome.refused:  # not remembered: counted as refused again in the next run's manifest
+                    report.refuse_image(image, outcome.refused, outcome.reason)
                 else:
                     report.skip_image(image, outcome.reason)
                     if outcome.for_good:

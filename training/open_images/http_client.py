@@ -26,10 +26,11 @@ from urllib3.exceptions import (
     SSLError,
 )
 from urllib3.exceptions import TimeoutError as RequestTimeout  # connect or read: not the builtin of that name
-from urllib3.util import Retry, parse_url
+from urllib3.util import Retry
+
+from training.open_images.origins import NOT_HTTP, SCHEMES, scheme
 
 USER_AGENT = "open-images-crops/1.0 (Python urllib3)"
-SCHEMES = ("http", "https")
 RETRIED_STATUSES = (429, 500, 502, 503, 504)
 MAX_REDIRECTS = 5  # Flickr sends a removed photo to its placeholder in one
 RETRY_AFTER_MAX = 120  # seconds: a Retry-After asking for longer holds a worker no longer than this
@@ -102,7 +103,11 @@ def pooled_client(workers: int, timeout: float) -> urllib3.PoolManager:
 
 
 class Skip(Exception):
-    """Skipped for good, with this reason."""
+    """Skipped for good, with this reason; `refused`: the kind, when the URL was refused as unsafe."""
+
+    def __init__(self, reason: str, refused: str = ""):
+        super().__init__(reason)
+        self.refused = refused
 
 
 class Failed(Exception):
@@ -136,8 +141,8 @@ def fetch(client: urllib3.PoolManager, url: str, part: Path, retries: Attempts) 
     """GET url into part, redirects followed and failed tries retried as `retries` allows; returns
     (final URL, MD5 digest, SHA-256 hex). Raises Skip for good (404, not http(s), ...) or
     Failed for now."""
-    if parse_url(url).scheme not in SCHEMES:
-        raise Skip(f"not an http(s) URL ({parse_url(url).scheme or 'no scheme'})")
+    if scheme(url) not in SCHEMES:  # select() refuses them first: this is the last line of defence
+        raise Skip(f"{NOT_HTTP}: {scheme(url) or 'no scheme'}", refused=NOT_HTTP)
     try:
         response = client.request("GET", url, preload_content=False, retries=retries)
     except MaxRetryError as error:
@@ -145,7 +150,7 @@ def fetch(client: urllib3.PoolManager, url: str, part: Path, retries: Attempts) 
             raise Skip(str(error.reason)) from None
         raise Failed(describe(error.reason), retries.budget + 1, unreachable=True) from None
     except LocationValueError:  # urllib3 has no connection for a redirect to file:// or the like
-        raise Skip("redirected to a URL that is not http(s)") from None
+        raise Skip(f"{NOT_HTTP}: redirected to one", refused=NOT_HTTP) from None
     except HTTPError as error:
         raise Failed(describe(error), 1, unreachable=True) from None
     done = False

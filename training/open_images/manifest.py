@@ -21,12 +21,16 @@ if TYPE_CHECKING:  # annotations only: selection imports Report from here
 
 
 class Report:
-    """What was left out, and why: goes into the manifest."""
+    """What was left out, and why: goes into the manifest. Rows refused as unsafe (an ImageID
+    that is no ImageID, a class name that is no folder name, a URL that is not http(s)) are
+    listed with the rest and counted by kind in `refused`."""
 
     def __init__(self):
         self.images: dict[str, str] = {}
         self.boxes: list[dict] = []
+        self.classes: list[dict] = []
         self.dropped: dict[str, Counter] = defaultdict(Counter)  # reason -> class folder -> boxes
+        self.refused: Counter = Counter()  # kind -> rows
 
     def skip_image(self, image: str, reason: str):
         self.images.setdefault(image, reason)  # the first reason is the real one
@@ -36,6 +40,19 @@ class Report:
 
     def skip_row(self, file: str, line: int, reason: str):
         self.boxes.append({"file": file, "line": line, "reason": reason})
+
+    def refuse_row(self, file: str, line: int, kind: str, reason: str):
+        self.skip_row(file, line, reason)
+        self.refused[kind] += 1
+
+    def refuse_image(self, image: str, kind: str, reason: str):
+        if image not in self.images:  # once per image, however many boxes it has
+            self.images[image] = reason
+            self.refused[kind] += 1
+
+    def refuse_class(self, name: str, label: str, kind: str):
+        self.classes.append({"name": name, "label": label, "reason": kind})
+        self.refused[kind] += 1
 
 
 def write_manifest(out: Path, options: dict, classes: list[Class], folded: Folded | None, digests: dict, report: Report,
@@ -61,6 +78,10 @@ def write_manifest(out: Path, options: dict, classes: list[Class], folded: Folde
         "crops": sorted(crops, key=lambda crop: crop["file"]),
         "versions": {"python": platform.python_version(), "pillow": PIL.__version__, "numpy": metadata.version("numpy")},
     }
+    if report.classes:  # these keys only when there is something to say: other manifests stay as they were
+        manifest["skipped_classes"] = report.classes
+    if report.refused:
+        manifest["refused"] = dict(sorted(report.refused.items()))
     if folded and folded.ambiguous:
         manifest["left_out_subclasses"] = [{"name": folded.names.get(label, label), "label": label, "under": under}
                                            for label, under in sorted(folded.ambiguous.items())]

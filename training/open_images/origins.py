@@ -4,12 +4,20 @@ subsets it serves, else the photo's OriginalURL on Flickr."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 # The Common Visual Data Foundation's mirror of the images with boxes, addressed as the official
 # downloader (openimages/dataset, downloader.py) does: bucket open-images-dataset, key
 # {subset}/{ImageID}.jpg, for these subsets.
 MIRROR_URL = "https://open-images-dataset.s3.amazonaws.com"
 MIRROR_SUBSETS = frozenset({"train", "validation", "test", "challenge2018"})
+# Only these are ever fetched: a file:// OriginalURL would read a local file into the dataset.
+SCHEMES = ("http", "https")
+NOT_HTTP = "URL not http(s)"
+
+
+def scheme(url: str) -> str:
+    return urlsplit(url).scheme.lower()
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,12 @@ from pathlib import Path
 from training.open_images.classes import Class
 from training.open_images.csv_files import read_header, stream_csv
 from training.open_images.manifest import Report
-from training.open_images.origins import ImageOrigin
+from training.open_images.origins import NOT_HTTP, SCHEMES, ImageOrigin, scheme
+
+# Open Images' ImageIDs are 16 hex digits; anything else in that column could name a path
+# (../x, /abs/x) where <out>/images/<ImageID>.jpg and the crops are written.
+IMAGE_ID = re.compile(r"[0-9a-f]{16}")
+BAD_IMAGE_ID = "ImageID not 16 hex digits"
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,9 @@ def read_boxes(meta: Path, targets: dict[str, Class], filters: BoxFilters, diges
             image, label = row[columns["ImageID"]].strip(), row[columns["LabelName"]].strip()
             if not image:
                 report.skip_row(path.name, line, "malformed row: no ImageID")
+                continue
+            if not IMAGE_ID.fullmatch(image):
+                report.refuse_row(path.name, line, BAD_IMAGE_ID, f"{BAD_IMAGE_ID}: {image!r}")
                 continue
             box = Box(image, seen[image], label, xmin, xmax, ymin, ymax)
             seen[image] += 1
@@ -162,6 +171,8 @@ def select(boxes: list[Box], images: dict[str, dict], targets: dict[str, Class],
                 report.dropped["not in --subset"][targets[box.label].folder] += 1
             elif not info["url"]:
                 report.skip_image(image, "no OriginalURL")
+            elif scheme(info["url"]) not in SCHEMES:
+                report.refuse_image(image, NOT_HTTP, f"{NOT_HTTP}: {scheme(info['url']) or 'no scheme'}")
             else:
                 candidates.setdefault(image, []).append(box)
     return candidates
