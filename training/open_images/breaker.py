@@ -3,15 +3,17 @@ with a message that names the server and the error, instead of trying every imag
 ending with an empty dataset. Kept apart per origin (scheme, host and port), so that Flickr
 failing does not blame the mirror.
 
-It trips when the first FIRST downloads from an origin (or all of them, when fewer are planned)
-all found it unreachable (refused, timed out, cut off) after their retries, or when at least
-SHARE of its last WINDOW downloads failed for now (unreachable, or 429/5xx after retries).
-Failures for good (404, Flickr's placeholder, MD5) say nothing about the server and do not count.
+It trips when the first FIRST downloads from an origin all found it unreachable (refused, timed
+out, cut off) after their retries, or when at least SHARE of its last WINDOW downloads failed for
+now (unreachable, or 429/5xx after retries). Failures for good (404, Flickr's placeholder, MD5)
+say nothing about the server and do not count. An origin serving fewer images than FIRST never
+trips it (one photo timing out on a host that serves only it should not stop a build); a build
+whose every download failed ends empty, which is an error of its own.
 """
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass, field
 
 from urllib3.util import parse_url
@@ -35,7 +37,6 @@ class Outcome:
 @dataclass
 class Tally:
     """One origin's downloads in this run."""
-    planned: int = 0
     tried: int = 0
     downloaded: int = 0
     all_unreachable: bool = True  # every download so far found the origin unreachable
@@ -58,23 +59,17 @@ class CircuitBreaker:
             self.tallies[where] = Tally(recent=deque(maxlen=self.window))
         return self.tallies[where]
 
-    def plan(self, urls):
-        """Count the downloads about to start, so that fewer than `first` can trip it too."""
-        for where, count in Counter(origin(url) for url in urls).items():
-            self.tally(where).planned += count
-
     def record(self, url: str, outcome: Outcome) -> str | None:
         """Count a finished download; returns why the build must stop, or None."""
         where = origin(url)
         tally = self.tally(where)
         tally.tried += 1
-        tally.planned = max(tally.planned, tally.tried)
         tally.downloaded += outcome.reason is None
         tally.all_unreachable &= outcome.unreachable
         failed_for_now = outcome.reason is not None and not outcome.for_good
         tally.recent.append(failed_for_now)
         progress = f"{tally.downloaded} of {tally.tried} images downloaded"
-        if tally.all_unreachable and tally.tried >= min(self.first, tally.planned):
+        if tally.all_unreachable and tally.tried >= self.first:
             return f"cannot reach {where}: {outcome.error}; {progress}; {ADVICE}"
         if len(tally.recent) == self.window and sum(tally.recent) >= self.share * self.window:
             return (f"{where} keeps failing: {sum(tally.recent)} of its last {self.window} downloads failed "

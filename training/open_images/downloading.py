@@ -94,7 +94,6 @@ def download_all(wanted: list[str], images: dict, out: Path, settings: DownloadS
             report.skip_image(image, known["reason"])
         else:
             todo.append(image)
-    breaker.plan(images[image]["url"] for image in todo)
 
     fetched = 0
     pool = ThreadPoolExecutor(settings.workers)
