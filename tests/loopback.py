@@ -1,8 +1,11 @@
-"""A test server on loopback: the start and stop that the fake Hub and fake Flickr share."""
+"""A test server on loopback: the start and stop that the fake Hub and fake Flickr share; and a
+loopback address that refuses connections."""
 
 from __future__ import annotations
 
+import socket
 import threading
+from contextlib import contextmanager
 from http.server import ThreadingHTTPServer
 
 
@@ -26,3 +29,12 @@ class LoopbackServer:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextmanager
+def refusing_url():
+    """An http URL on loopback where connections are refused: its port stays bound, without
+    listening, for the block, so nothing else can take it meanwhile."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"

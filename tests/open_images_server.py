@@ -2,8 +2,13 @@
 CVDF's mirror, which serves /{subset}/{ImageID}.jpg), and metadata CSVs in the real layouts.
 
 Each path of the server answers a planned sequence of responses, the last one
-repeating: image bytes (200), a status code, ("redirect", path) or "drop" (close the
-connection without answering). Requests are counted per path.
+repeating: image bytes (200), a status code, (status code, {header: value}),
+("redirect", path or absolute URL), ("cut", n) (the first n bytes of the plan's image, with
+the whole one's Content-Length, then the connection closed), "drop" (close the connection
+without answering) or "hang" (read the request, never answer). Requests are counted per path
+and timed; TCP connections are counted (a kept-alive one serves many requests). `latency`
+delays every answer, `connect_latency` the first on each connection (a TLS handshake's round
+trips, which loopback does not have).
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import csv
 import hashlib
 import io
 import json
+import re
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -28,11 +35,19 @@ IMAGE_HEADER = ["ImageID", "Subset", "OriginalURL", "OriginalLandingURL", "Licen
 
 
 class FakeFlickr(LoopbackServer):
-    def __init__(self):
+    def __init__(self, latency: float = 0.0, connect_latency: float = 0.0):
         self.plans: dict[str, list] = {}
         self.requests: Counter = Counter()
+        self.times: dict[str, list[float]] = {}  # path -> time.monotonic() of each request
+        self.connections = 0
+        self.latency, self.connect_latency = latency, connect_latency
         self.lock = threading.Lock()
+        self.closing = threading.Event()  # releases "hang" answers when the server stops
         super().__init__(self._handler())
+
+    def __exit__(self, *exc):
+        self.closing.set()
+        super().__exit__(*exc)
 
     def serve(self, path: str, *responses) -> str:
         """Plan the answers to GET path; returns its URL."""
@@ -42,6 +57,8 @@ class FakeFlickr(LoopbackServer):
     def reset_counts(self):
         with self.lock:
             self.requests.clear()
+            self.times.clear()
+            self.connections = 0
 
     def _handler(self):
         flickr = self
@@ -52,24 +69,47 @@ class FakeFlickr(LoopbackServer):
             def log_message(self, *args):
                 pass
 
+            def setup(self):  # once per TCP connection
+                super().setup()
+                with flickr.lock:
+                    flickr.connections += 1
+                self.first = True
+
             def do_GET(self):
                 with flickr.lock:
                     flickr.requests[self.path] += 1
+                    flickr.times.setdefault(self.path, []).append(time.monotonic())
                     plan = flickr.plans.get(self.path, [404])
                     answer = plan[min(flickr.requests[self.path], len(plan)) - 1]
+                time.sleep(flickr.latency + (flickr.connect_latency if self.first else 0.0))
+                self.first = False
                 if answer == "drop":
                     self.close_connection = True
                     return
-                if isinstance(answer, tuple):
-                    self.send_response(302)
-                    self.send_header("Location", flickr.url + answer[1])
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
+                if answer == "hang":
+                    flickr.closing.wait()
+                    self.close_connection = True
                     return
+                headers = {}
+                if isinstance(answer, tuple) and answer[0] == "redirect":
+                    location = answer[1] if "://" in answer[1] else flickr.url + answer[1]
+                    answer, headers = 302, {"Location": location}
+                elif isinstance(answer, tuple) and answer[0] == "cut":
+                    whole = next(p for p in plan if isinstance(p, bytes))
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(whole)))
+                    self.end_headers()
+                    self.wfile.write(whole[:answer[1]])
+                    self.close_connection = True
+                    return
+                elif isinstance(answer, tuple):
+                    answer, headers = answer
                 body = answer if isinstance(answer, bytes) else b""
                 self.send_response(200 if isinstance(answer, bytes) else answer)
                 self.send_header("Content-Type", "image/jpeg" if body[:2] == b"\xff\xd8" else "application/octet-stream")
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -134,3 +174,37 @@ def write_hierarchy(folder: Path, tree: dict) -> Path:
     path = folder / "bbox_labels_600_hierarchy.json"
     path.write_text(json.dumps(tree, indent=4))
     return path
+
+
+# --- ImageIDs with names ----------------------------------------------------------------------
+# Open Images' ImageIDs are 16 hex digits, and the builder refuses anything else. A test names its
+# images for what they are ("30flaky"); image_id turns such a name into an ImageID that sorts as
+# the name does (the builder walks images in ImageID order), and readable turns the ImageIDs in
+# what the builder wrote back into names, so that assertions read as names.
+
+NAME_SYMBOLS = "0123456789_abcdefghijklmnopqrstuvwxyz"  # in ASCII order; a name is up to 12 of them
+_names: dict[str, str] = {}  # ImageID -> name, of those image_id made
+
+
+def image_id(name: str) -> str:
+    """'30flaky' -> 16 hex digits: the name as a base-38 number (0 pads it to 12 symbols, so a
+    shorter name sorts first, as in strings), written in hex."""
+    assert len(name) <= 12 and all(symbol in NAME_SYMBOLS for symbol in name), name
+    number = 0
+    for symbol in name.ljust(12, "\0"):
+        number = number * 38 + (0 if symbol == "\0" else NAME_SYMBOLS.index(symbol) + 1)
+    image = f"{number:016x}"
+    _names[image] = name
+    return image
+
+
+def readable(value):
+    """`value` (a string, or JSON-like lists and dicts of them) with every ImageID that image_id made
+    replaced by its name: 'sandwich/<16 hex>_0.jpg' -> 'sandwich/60goodmd5_0.jpg'."""
+    if isinstance(value, str):
+        return re.sub(r"(?<![0-9a-f])[0-9a-f]{16}(?![0-9a-f])", lambda m: _names.get(m.group(), m.group()), value)
+    if isinstance(value, dict):
+        return {readable(key): readable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(readable(item) for item in value)
+    return value
