@@ -62,7 +62,8 @@ def build_app(models: dict, flag_root=None) -> gr.Blocks:
                 gr.Markdown(ui.status(resolved, task.headline), elem_id=f"{task.NAME}-status")
                 if resolved.bundle is not None:
                     flagging = None if flag_root is None else flags.Flagging(
-                        flag_root / task.NAME, task.NAME, resolved.origin, tuple(resolved.bundle.labels))
+                        flag_root / task.NAME, task.NAME, flags.model_origin(resolved, task.NAME),
+                        tuple(resolved.bundle.labels))
                     task.tab(resolved.bundle, ui, flagging)
     return demo
 
