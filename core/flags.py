@@ -19,8 +19,8 @@ Each task's flags are one Hugging Face `imagefolder` dataset, so they load with
 The flag directory is `flagged/` at the repository root, `--flag-dir DIR` or $FLAG_DIR; flagging
 is off with `--no-flagging` or FLAGGING=off. It holds at most $FLAG_QUOTA_MB megabytes (1000): a
 public server's visitors must not fill its disk; past that, a flag is refused with a message that
-says so, and everything else goes on. A task's folder goes to the Hub as a dataset repo
-(core/flags_hub.py):
+says so, and everything else goes on. The Hub side (a task's folder pushed as a dataset repo, and
+a running app's flags pushed every few minutes) is core/flags_hub.py:
 
     python -m core.flags push flagged/dog_breed --repo USER/NAME [--public]
 """
@@ -55,7 +55,8 @@ USUAL_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif"}
 NOTICE = ("Flagging stores this picture, the model's answer and your correction **on this server**, "
           "to check and retrain the model.")
 
-# Gradio serves requests on threads: one writer at a time, so each line lands whole and in order.
+# Gradio serves requests on threads: one writer at a time, so each line lands whole and in order
+# (and `snapshot` reads between two flags, never during one).
 _lock = threading.Lock()
 
 
@@ -71,6 +72,7 @@ class Flagging:
     task: str
     origin: str  # model_origin: no path of this server
     labels: tuple[str, ...] = ()
+    notice: str = NOTICE  # where flags go, said next to the Flag button (core.flags_hub.keep_flags)
 
 
 def model_origin(resolved, task: str) -> str:
@@ -175,6 +177,13 @@ def read(folder) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def snapshot(root) -> dict[str, bytes]:
+    """Every task's metadata.jsonl under the flag directory `root` as it is now, read between two
+    flags: every picture a line names is on disk (it is written before its line)."""
+    with _lock:
+        return {table.parent.name: table.read_bytes() for table in sorted(Path(root).glob(f"*/{METADATA}"))}
 
 
 def confirmation(record: dict) -> str:

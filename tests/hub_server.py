@@ -42,6 +42,7 @@ class FakeHub(LoopbackServer):
         self.requests: list[tuple[str, str]] = []
         self.unknown: list[tuple[str, str]] = []
         self.validated_cards: list[dict] = []
+        self.telemetry: list[str] = []
         self.lock = threading.Lock()
         super().__init__(self._handler())
 
@@ -188,6 +189,9 @@ class FakeHub(LoopbackServer):
                     data = tree[filename]
                     return self._send(200, data, {"X-Repo-Commit": sha, "ETag": f'"{git_blob_id(data)}"'},
                                       content_type="application/octet-stream")
+                if path.startswith("/api/telemetry/"):  # huggingface_hub.send_telemetry (Gradio's analytics): the Hub says 200
+                    hub.telemetry.append(path)
+                    return self._send(200)
                 if path == "/api/agent-harnesses":  # optional user-agent lookup; the client copes with a 404
                     return self._send(404, {"error": "not served here"})
                 hub.unknown.append((self.command, path))
