@@ -1,13 +1,15 @@
 """The vision demos: one tab per task, each backed by a Keras model bundle.
 
     python app.py [--models-dir DIR] [--hub-config FILE] [--host HOST] [--port PORT] [--build-demos]
-                  [--flag-dir DIR | --no-flagging]
+                  [--flag-dir DIR | --no-flagging] [--flag-repo OWNER/NAME] [--flag-push-minutes M]
 
 Each tab's model comes from, in order: a local bundle (`<models-dir>/<task>/`),
 the task's Hub repo at the commit pinned in models/hub.json, or the synthetic
 demo bundle (`python -m training.demo`; `--build-demos` or BUILD_DEMOS=1 builds
 the missing ones first, as a Space does on start). Models load once, at start.
-Flags (a user's "this answer is wrong") go to `flagged/<task>/` (core/flags.py).
+Flags (a user's "this answer is wrong") go to `flagged/<task>/` (core/flags.py) and, with a flags
+repo set, to that Hub dataset every few minutes and when the app stops (core/flags_hub.py): a
+Space's disk does not outlive a restart.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import ctypes
 import logging
 import os
+import signal
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -40,7 +43,7 @@ limit_malloc_arenas()
 
 import gradio as gr  # noqa: E402
 
-from core import flags, source, ui  # noqa: E402
+from core import flags, flags_hub, source, ui  # noqa: E402
 from tasks import TASKS  # noqa: E402
 
 
@@ -51,8 +54,9 @@ def load_models(models_dir=None, hub_config=None) -> dict:
     return {task.NAME: source.resolve(task.NAME, task.TRAIN_COMMAND, root, hub, task.METADATA) for task in TASKS}
 
 
-def build_app(models: dict, flag_root=None) -> gr.Blocks:
-    """The page; with `flag_root` (a folder), every tab with a model has Flag controls saving there."""
+def build_app(models: dict, flag_root=None, flag_notice: str = flags.NOTICE) -> gr.Blocks:
+    """The page; with `flag_root` (a folder), every tab with a model has Flag controls saving there,
+    and `flag_notice` next to them says where flags go."""
     with gr.Blocks(title="Vision demos", delete_cache=ui.DELETE_CACHE) as demo:
         gr.Markdown("# Vision demos\nTrained Keras models, one per tab. Models and their held-out scores are listed in each tab.")
         for task in TASKS:
@@ -62,7 +66,8 @@ def build_app(models: dict, flag_root=None) -> gr.Blocks:
                 gr.Markdown(ui.status(resolved, task.headline, task.TRAIN_COMMAND), elem_id=f"{task.NAME}-status")
                 if resolved.bundle is not None:
                     flagging = None if flag_root is None else flags.Flagging(
-                        flag_root / task.NAME, task.NAME, resolved.origin, tuple(resolved.bundle.labels))
+                        flag_root / task.NAME, task.NAME, flags.model_origin(resolved, task.NAME),
+                        tuple(resolved.bundle.labels), flag_notice)
                     task.tab(resolved.bundle, ui, flagging)
     return demo
 
@@ -81,6 +86,14 @@ def main(argv=None):
                                            "(default: flagged/, or $FLAG_DIR)")
     parser.add_argument("--no-flagging", action="store_true",
                         help="no Flag controls, nothing saved (also FLAGGING=off)")
+    parser.add_argument("--flag-repo", default=os.environ.get("FLAG_REPO") or None, metavar="OWNER/NAME",
+                        help="also push the flags to this Hub dataset repo (created private; HF_TOKEN must be able "
+                             "to write to it) every --flag-push-minutes and when the app stops (also $FLAG_REPO). "
+                             "On a Space, whose disk a restart wipes, flags are otherwise kept only until it restarts")
+    parser.add_argument("--flag-push-minutes", type=float, metavar="M",
+                        default=os.environ.get("FLAG_PUSH_MINUTES", str(flags_hub.PUSH_MINUTES)),
+                        help="minutes between two pushes of the flags to --flag-repo (default: 5, or "
+                             "$FLAG_PUSH_MINUTES)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -93,14 +106,27 @@ def main(argv=None):
         logging.getLogger("app").info("%s: %s %s", name, resolved.origin or "no model", " ".join(resolved.notices))
     flag_root = flags.flag_root(args.flag_dir, enabled=False if args.no_flagging else None)
     logging.getLogger("app").info("flags: %s", flag_root or "off")
-    demo_app = build_app(models, flag_root)
+    scheduler, notice = (None, flags.NOTICE) if flag_root is None else flags_hub.keep_flags(
+        flag_root, args.flag_repo, args.flag_push_minutes, source.on_a_space())
+    demo_app = build_app(models, flag_root, notice)
     ui.queue(demo_app)
     # Only the files the page shows (the examples) can be fetched, not the bundles around them.
     shown = [str(path) for resolved in models.values() if resolved.bundle is not None
              for path in ui.example_files(resolved.bundle)]
-    demo_app.launch(server_name=args.host, server_port=args.port, max_file_size=ui.MAX_FILE_SIZE,
-                    allowed_paths=shown, show_error=True,
-                    state_session_capacity=ui.SESSIONS)
+    signal.signal(signal.SIGTERM, stop_serving)
+    try:
+        demo_app.launch(server_name=args.host, server_port=args.port, max_file_size=ui.MAX_FILE_SIZE,
+                        allowed_paths=shown, show_error=True,
+                        state_session_capacity=ui.SESSIONS)
+    finally:
+        if scheduler is not None:
+            scheduler.close()
+
+
+def stop_serving(signum, frame):
+    """SIGTERM (how a Space, or anyone, stops the app) as Ctrl-C: by default it ends Python on the
+    spot, skipping the last push of the flags; Gradio closes its server on KeyboardInterrupt."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Each task's flags are one Hugging Face `imagefolder` dataset, so they load with
 `datasets.load_dataset("imagefolder", data_dir=...)` and push to the Hub as they are:
 
-    <flag dir>/<task>/images/<id>.<ext>   the uploaded file's bytes, as uploaded (id: uuid4 hex)
+    <flag dir>/<task>/images/<id>.<ext>   the uploaded file's bytes, as uploaded (id: uuid4 hex;
+                                          ext: the one Pillow registers for the decoded format)
     <flag dir>/<task>/metadata.jsonl      one JSON object per flag, appended, never rewritten:
         file_name   "images/<id>.<ext>"
         task        the tab's task name
@@ -11,13 +12,15 @@ Each task's flags are one Hugging Face `imagefolder` dataset, so they load with
         correction  the right answer the user gave: a label (single-label), a list of labels
                     (multi-label), {"gender", "age"} (age & gender); null when none was given
         comment     the user's words ("" when none)
-        origin      where the model came from: a local path, repo@commit, or the demo path
+        origin      where the model came from: `repo@commit`, "local bundle <task>" or
+                    "demo bundle <task>" (never a folder of the server: flags get published)
         time        when, ISO 8601 in UTC
 
 The flag directory is `flagged/` at the repository root, `--flag-dir DIR` or $FLAG_DIR; flagging
 is off with `--no-flagging` or FLAGGING=off. It holds at most $FLAG_QUOTA_MB megabytes (1000): a
 public server's visitors must not fill its disk; past that, a flag is refused with a message that
-says so, and everything else goes on. A task's folder goes to the Hub as a dataset repo:
+says so, and everything else goes on. The Hub side (a task's folder pushed as a dataset repo, and
+a running app's flags pushed every few minutes) is core/flags_hub.py:
 
     python -m core.flags push flagged/dog_breed --repo USER/NAME [--public]
 """
@@ -34,6 +37,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from PIL import Image
+
 from core.errors import InputError
 from core.images import open_image
 
@@ -43,12 +48,15 @@ IMAGES = "images"
 MAX_COMMENT = 2000  # characters
 MAX_ANSWER = 64_000  # characters of JSON: a real answer is a few hundred; the API accepts anything
 QUOTA_MB = float(os.environ.get("FLAG_QUOTA_MB", 1000))  # the whole flag directory, every task's flags
-# Pillow's format name -> the extension an imagefolder loader expects for those bytes.
-EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
+# Formats whose usual extension is not the one named after them (Pillow registers .jfif first
+# for JPEG). An MPO is a phone's JPEG with extra pictures after the first: every JPEG reader
+# reads it, and an imagefolder loader knows .jpg.
+USUAL_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "TIFF": "tif"}
 NOTICE = ("Flagging stores this picture, the model's answer and your correction **on this server**, "
           "to check and retrain the model.")
 
-# Gradio serves requests on threads: one writer at a time, so each line lands whole and in order.
+# Gradio serves requests on threads: one writer at a time, so each line lands whole and in order
+# (and `snapshot` reads between two flags, never during one).
 _lock = threading.Lock()
 
 
@@ -62,8 +70,18 @@ class Flagging:
 
     folder: Path  # <flag dir>/<task>
     task: str
-    origin: str
+    origin: str  # model_origin: no path of this server
     labels: tuple[str, ...] = ()
+    notice: str = NOTICE  # where flags go, said next to the Flag button (core.flags_hub.keep_flags)
+
+
+def model_origin(resolved, task: str) -> str:
+    """Where a tab's model came from, as its flags record it (a core.source.Resolved with a
+    bundle): `repo@commit` for a pinned Hub model, else "local bundle <task>" or "demo bundle
+    <task>". Never the bundle's folder: that is this server's own path, and flags get published."""
+    if resolved.origin != str(resolved.bundle.path):  # a Hub model: its snapshot is not its origin
+        return resolved.origin
+    return f"{'demo' if resolved.bundle.is_demo else 'local'} bundle {task}"
 
 
 def flag_root(flag_dir: str | os.PathLike | None = None, enabled: bool | None = None) -> Path | None:
@@ -90,7 +108,7 @@ def save(flagging: Flagging, image, answer, correction, comment: str | None = ""
     if len(answer_json) > MAX_ANSWER:
         raise FlagError("The answer sent with the flag is too large to be the model's.")
     with open_image(image) as picture:  # refuses what is not an image, from its header
-        extension = EXTENSIONS.get(picture.format or "") or _suffix(image)
+        extension = extension_of(picture.format)
     data = bytes(image) if isinstance(image, (bytes, bytearray)) else Path(image).read_bytes()
     flag_id = uuid.uuid4().hex
     record = {
@@ -142,10 +160,15 @@ def stored_bytes(root) -> int:
     return total
 
 
-def _suffix(image) -> str:
-    """A format we have no extension for: the upload's own, if it had one."""
-    suffix = "" if isinstance(image, (bytes, bytearray)) else Path(image).suffix.lstrip(".").lower()
-    return suffix if suffix.isalnum() else "img"
+def extension_of(format_name: str | None) -> str:
+    """The extension a picture of Pillow's format `format_name` is stored under: its usual one,
+    else the one Pillow registers under the format's own name (PPM: ppm), else its first
+    registered one. Never the upload's name, which says nothing of the bytes (x.html)."""
+    if format_name in USUAL_EXTENSIONS:
+        return USUAL_EXTENSIONS[format_name]
+    registered = [ext.lstrip(".") for ext, name in Image.registered_extensions().items() if name == format_name]
+    named = (format_name or "").lower()
+    return named if named in registered or not registered else registered[0]
 
 
 def read(folder) -> list[dict]:
@@ -154,6 +177,13 @@ def read(folder) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def snapshot(root) -> dict[str, bytes]:
+    """Every task's metadata.jsonl under the flag directory `root` as it is now, read between two
+    flags: every picture a line names is on disk (it is written before its line)."""
+    with _lock:
+        return {table.parent.name: table.read_bytes() for table in sorted(Path(root).glob(f"*/{METADATA}"))}
 
 
 def confirmation(record: dict) -> str:
@@ -210,72 +240,9 @@ def flag_comment(flagging: Flagging, image, answer, comment: str = "") -> str:
     return confirmation(save(flagging, image, answer, None, comment))
 
 
-# --- to the Hub ----------------------------------------------------------------------------
-
-CARD = """---
-pretty_name: Flagged answers of the {task} tab
-tags:
-- flagged-answers
-- image
-size_categories:
-- n<1K
----
-
-# Flagged answers: {task}
-
-Pictures that users of the vision demos app flagged as answered wrongly by the `{task}` model,
-each with the model's answer, the user's correction and comment. An `imagefolder` dataset:
-`images/` holds the uploaded files as uploaded, `metadata.jsonl` one line per flag.
-
-| column | meaning |
-|---|---|
-| `file_name` | the picture, `images/<id>.<ext>` |
-| `task` | the app's task |
-| `answer` | the model's answer as the page showed it |
-| `correction` | the right answer the user gave (a label, a list of labels, or `{{"gender", "age"}}`); null when none |
-| `comment` | the user's words |
-| `origin` | the model that answered: a local path, `repo@commit`, or the demo model's path |
-| `time` | when, ISO 8601 in UTC |
-
-```python
-from datasets import load_dataset
-flags = load_dataset("imagefolder", data_dir="{task}")  # or load_dataset("USER/NAME") from the Hub
-```
-
-The pictures were uploaded by the app's users: check that you may share them before making this
-repository public.
-"""
 
 
-def write_card(folder) -> Path:
-    """The dataset card (README.md with front matter), unless the folder has one."""
-    card = Path(folder) / "README.md"
-    if not card.exists():
-        card.write_text(CARD.format(task=Path(folder).resolve().name), encoding="utf-8")
-    return card
-
-
-def push(folder, repo_id: str, private: bool = True) -> str:
-    """Upload a task's flags (card, metadata.jsonl, images/) as a Hub dataset repo; returns the
-    commit. huggingface_hub reads HF_TOKEN and HF_ENDPOINT as usual."""
-    from huggingface_hub import HfApi
-
-    folder = Path(folder)
-    flags = read(folder)
-    if not flags:
-        raise FlagError(f"No flags in {folder}: it has no {METADATA}.")
-    write_card(folder)
-    api = HfApi()
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    commit = api.upload_folder(folder_path=folder, repo_id=repo_id, repo_type="dataset",
-                               allow_patterns=["README.md", METADATA, f"{IMAGES}/*"],
-                               commit_message=f"{_count(len(flags))} of the {flags[-1]['task']} tab")
-    return commit.oid
-
-
-def _count(flags: int) -> str:
-    return f"{flags} flag" + ("" if flags == 1 else "s")
-
+# --- the command line ------------------------------------------------------------------------
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m core.flags", description="The app's flags.")
@@ -286,11 +253,13 @@ def main(argv=None):
     # Private unless asked: the pictures are users' uploads (faces, among them).
     pushing.add_argument("--public", action="store_true", help="make a new repo public (default: private)")
     args = parser.parse_args(argv)
+    from core import flags_hub  # huggingface_hub only when pushing
+
     try:
-        commit = push(args.folder, args.repo, private=not args.public)
-    except FlagError as error:
+        commit, count = flags_hub.push(args.folder, args.repo, private=not args.public)
+    except InputError as error:  # FlagError: as `python -m`, this module is __main__, not core.flags
         parser.exit(2, f"{error}\n")
-    print(f"Pushed {_count(len(read(args.folder)))} to datasets/{args.repo} at commit {commit}")
+    print(f"Pushed {flags_hub.count(count)} to datasets/{args.repo} at commit {commit}")
     return commit
 
 

@@ -181,7 +181,7 @@ def interpret_controls(bundle, explain, api_name: str, inputs, label: str = HEAT
 
 def flag_controls(flagging: flags.Flagging | None, flag, api_name: str, image, answer, corrections=()):
     """Under a result: the user's correction (each of `corrections` declares one input), a comment,
-    the Flag button with what flagging stores, and its confirmation. `flag(flagging, image, answer,
+    the Flag button with what flagging stores and where (`flagging.notice`), and its confirmation. `flag(flagging, image, answer,
     *corrections, comment)` is a plain function of core.flags (or the task's). Returns
     (confirmation, correction components), or (None, []) with flagging off: then nothing is declared."""
     if flagging is None:
@@ -191,7 +191,7 @@ def flag_controls(flagging: flags.Flagging | None, flag, api_name: str, image, a
             fields = [declare() for declare in corrections]
             comment = gr.Textbox(label="Comment (optional)", max_lines=3, max_length=flags.MAX_COMMENT)
             button = gr.Button("Flag", variant="secondary", scale=0, min_width=120)
-        gr.Markdown(f"Wrong answer? {flags.NOTICE}", padding=True)
+        gr.Markdown(f"Wrong answer? {flagging.notice}", padding=True)
         confirmation = gr.Markdown(padding=True)
     button.click(guarded(flag, flagging, "The flag could not be saved; the server log has the details."),
                  inputs=[image, answer, *fields, comment], outputs=confirmation, api_name=api_name)

@@ -1,9 +1,11 @@
 """A small Hugging Face Hub on loopback, for tests: the endpoints huggingface_hub
-uses to create a repo, commit files (regular, base64 in the NDJSON commit; deletions)
-and download a snapshot at a revision, for model and dataset repos (two namespaces,
-as on the Hub: /api/models/... and /api/datasets/..., /{repo}/resolve/... and
-/datasets/{repo}/resolve/...). Repos live in memory; every commit gets a 40-hex id,
-so pinning by commit is real. Unknown routes answer 404 and are recorded, so a test
+uses to create a repo (409 when it exists, as on the Hub: its visibility stays as it
+was), commit files (regular, base64 in the NDJSON commit; deletions; what
+CommitScheduler and upload_folder send), download a file or a snapshot at a revision,
+for model and dataset repos (two namespaces, as on the Hub: /api/models/... and
+/api/datasets/..., /{repo}/resolve/... and /datasets/{repo}/resolve/...). Repos live in
+memory; every commit gets a 40-hex id, so pinning by commit is real; `commits` lists a
+repo's commits oldest first. Unknown routes answer 404 and are recorded, so a test
 notices when the client starts using a new endpoint.
 """
 
@@ -34,12 +36,13 @@ def git_blob_id(data: bytes) -> str:
 
 class FakeHub(LoopbackServer):
     def __init__(self):
-        # repo_id -> {"commits": {sha: {path: bytes}}, "refs": {"main": sha}, "private": bool}
+        # repo_id -> {"commits": {sha: {path: bytes}} (in commit order), "refs": {"main": sha}, "private": bool}
         self.repos: dict[str, dict] = {}  # model repos
         self.datasets: dict[str, dict] = {}  # dataset repos
         self.requests: list[tuple[str, str]] = []
         self.unknown: list[tuple[str, str]] = []
         self.validated_cards: list[dict] = []
+        self.telemetry: list[str] = []
         self.lock = threading.Lock()
         super().__init__(self._handler())
 
@@ -101,6 +104,12 @@ class FakeHub(LoopbackServer):
                     data = gzip.decompress(data)
                 return data
 
+            def _not_found(self, kind, repo_id):
+                """As the Hub: a repo that is not there, or a revision it does not have."""
+                if repo_id not in hub.store(kind):
+                    return self._send(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+                return self._send(404, {"error": "Revision not found"}, {"X-Error-Code": "RevisionNotFound"})
+
             def _validate_yaml(self, content):
                 """Like the Hub: the card's front matter must be a YAML mapping."""
                 import yaml
@@ -122,10 +131,13 @@ class FakeHub(LoopbackServer):
                     payload = json.loads(self._body() or b"{}")
                     repo_id = f"{payload['organization']}/{payload['name']}" if payload.get("organization") else payload["name"]
                     kind = payload.get("type") or "model"
-                    with hub.lock:
-                        hub.store(kind).setdefault(repo_id, {"commits": {}, "refs": {},
-                                                             "private": payload.get("visibility") == "private"})
                     prefix = "datasets/" if kind == "dataset" else ""
+                    with hub.lock:
+                        if repo_id in hub.store(kind):
+                            return self._send(409, {"error": f"You already created this {kind} repo",
+                                                    "url": f"{hub.url}/{prefix}{repo_id}"})
+                        hub.store(kind)[repo_id] = {"commits": {}, "refs": {},
+                                                    "private": payload.get("visibility") == "private"}
                     return self._send(200, {"url": f"{hub.url}/{prefix}{repo_id}", "name": repo_id})
                 if self.command == "POST" and path == "/api/validate-yaml":
                     return self._validate_yaml(json.loads(self._body())["content"])
@@ -152,7 +164,7 @@ class FakeHub(LoopbackServer):
                     kind, repo_id, revision = match.groups()
                     sha, tree = hub._tree(kind, repo_id, revision)
                     if tree is None:
-                        return self._send(404, {"error": "Revision not found"}, {"X-Error-Code": "RevisionNotFound"})
+                        return self._not_found(kind, repo_id)
                     siblings = [{"rfilename": name, "size": len(data)} for name, data in sorted(tree.items())]
                     return self._send(200, {"id": repo_id, **({"modelId": repo_id} if kind == "models" else {}), "sha": sha,
                                             "siblings": siblings, "private": hub.store(kind)[repo_id]["private"], "tags": []})
@@ -160,7 +172,7 @@ class FakeHub(LoopbackServer):
                 if self.command == "GET" and match:
                     sha, tree = hub._tree(match.group(1), match.group(2), match.group(3))
                     if tree is None:
-                        return self._send(404, {"error": "Revision not found"}, {"X-Error-Code": "RevisionNotFound"})
+                        return self._not_found(match.group(1), match.group(2))
                     folders = sorted({name.rsplit("/", 1)[0] for name in tree if "/" in name})
                     entries = [{"type": "directory", "path": folder, "oid": "0" * 40, "size": 0} for folder in folders]
                     entries += [{"type": "file", "path": name, "size": len(data), "oid": git_blob_id(data)}
@@ -171,12 +183,15 @@ class FakeHub(LoopbackServer):
                     prefix, repo_id, revision, filename = match.groups()
                     sha, tree = hub._tree("datasets" if prefix else "models", repo_id, revision)
                     if tree is None:
-                        return self._send(404, {"error": "Revision not found"}, {"X-Error-Code": "RevisionNotFound"})
+                        return self._not_found("datasets" if prefix else "models", repo_id)
                     if filename not in tree:
                         return self._send(404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound"})
                     data = tree[filename]
                     return self._send(200, data, {"X-Repo-Commit": sha, "ETag": f'"{git_blob_id(data)}"'},
                                       content_type="application/octet-stream")
+                if path.startswith("/api/telemetry/"):  # huggingface_hub.send_telemetry (Gradio's analytics): the Hub says 200
+                    hub.telemetry.append(path)
+                    return self._send(200)
                 if path == "/api/agent-harnesses":  # optional user-agent lookup; the client copes with a 404
                     return self._send(404, {"error": "not served here"})
                 hub.unknown.append((self.command, path))

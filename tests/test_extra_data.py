@@ -121,3 +121,41 @@ def test_caries_takes_annotated_radiographs_and_says_why_not_flags(tmp_path):
         caries.read_extra(extra, ["caries"])
     pairs, overlapping, dropped = caries.read_extra(extra, ["filling"])
     assert [p.image.name for p in pairs] == ["r1.png"] and not overlapping and not dropped.counts
+
+
+def test_a_recipe_trains_on_flags_pinned_on_the_hub(dogs_data, tmp_path):
+    """--extra-data hf://datasets/OWNER/NAME@COMMIT: flags as a running app pushes them (a folder per
+    flags file under each task's), downloaded at that commit, the task's files only, recorded by
+    repo and commit; held-out figures untouched."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from hub_server import FakeHub, hub_env
+    from training.datasets.stanford_dogs import read_stanford_dogs, readable_breed
+
+    folders, (train, val, test), _, _ = read_stanford_dogs(dogs_data, False, 1337)
+    breeds = [readable_breed(f) for f in folders]
+    write_flags(tmp_path / "store", "dog_breed", [(s.path, breeds[s.label]) for s in train[:2]])
+    files = {f"dog_breed/2025-01-01-0123456789ab/{p.relative_to(tmp_path / 'store').as_posix()}": p.read_bytes()
+             for p in (tmp_path / "store").rglob("*") if p.is_file()}
+    files["hashtags/2025-01-02-ba9876543210/metadata.jsonl"] = b'{"file_name": "images/a.png", "task": "hashtags"}\n'
+    files["hashtags/2025-01-02-ba9876543210/images/a.png"] = picture(tmp_path / "a.png").read_bytes()
+    out = tmp_path / "dog_breed"
+    with FakeHub() as hub:
+        commit = hub.commit("team/flags", files, "dataset")
+        reference = f"hf://datasets/team/flags@{commit}"
+        done = subprocess.run([sys.executable, "-m", "training.dog_breed", "--data", str(dogs_data), "--out", str(out),
+                               "--extra-data", reference, "--backbone", "conv4-gap", "--weights", "none",
+                               *TINY_TRAINING], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, **hub_env(hub.url, tmp_path / "hf")})
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert hub.unknown == [] and not [path for path in hub.downloads() if "hashtags/" in path]
+    assert f"--extra-data {reference}: 2 flagged correction(s) of 6 line(s)" in done.stdout
+    dataset = json.loads((out / "task.json").read_text())["dataset"]
+    extra = dataset["report"]["extra_data"]
+    assert (extra["folder"], extra["repo"], extra["commit"], extra["extra_examples"]) == (reference, "team/flags", commit, 2)
+    assert extra["dropped"] == {"other_task": 1, "no_correction": 1, "malformed_json": 1, "missing_image": 1}
+    assert dataset["split_sizes"] == {"train": len(train) + 2, "validation": len(val), "test": len(test)}
+    assert f"2 extra examples from `team/flags@{commit}`" in (out / "README.md").read_text()

@@ -94,7 +94,7 @@ def test_interpret_the_gender_of_a_chosen_face(app, models_root):
 
 def check_line(line, folder, task, upload, models_root):
     assert list(line) == KEYS
-    assert line["task"] == task and line["origin"] == str(models_root / task)
+    assert line["task"] == task and line["origin"] == f"local bundle {task}"  # not the server's models folder
     assert line["file_name"].startswith("images/") and (folder / line["file_name"]).read_bytes() == upload.read_bytes()
     assert abs(datetime.fromisoformat(line["time"]).utcoffset()) == timedelta(0)
 
@@ -227,18 +227,34 @@ def test_push_uploads_the_flags_as_a_dataset_repo(tmp_path, dogs_data):
         assert files[line["file_name"]] == photos[0].read_bytes()
         assert files["metadata.jsonl"] == (folder / "metadata.jsonl").read_bytes()
         front = yaml.safe_load(files["README.md"].decode().split("---")[1])
-        assert front["pretty_name"] == "Flagged answers of the dog_breed tab"
+        assert front["pretty_name"] == "Flagged answers of the dog_breed tab" and front["size_categories"] == ["n<1K"]
+        assert not (folder / "README.md").exists()  # the card goes to the Hub, made at each push
 
-        # A second flag, pushed again: both images, both lines, the card kept as it was edited.
-        (folder / "README.md").write_text((folder / "README.md").read_text() + "\nChecked by hand.\n")
+        # A second flag, pushed again: both images, both lines, the card made again.
         flags.save(target, photos[1], {"Beagle": 0.7}, "Beagle", "second")
-        push()
+        assert "Pushed 2 flags" in push()
         from huggingface_hub import HfApi
 
         listed = HfApi(endpoint=hub.url, token="hf_loopback_token").list_repo_files("team/flags", repo_type="dataset")
         assert sorted(listed) == sorted(["README.md", "metadata.jsonl", *(line["file_name"] for line in lines(folder))])
-        assert b"Checked by hand." in hub.datasets["team/flags"]["commits"][hub.datasets["team/flags"]["refs"]["main"]]["README.md"]
+        card = hub.datasets["team/flags"]["commits"][hub.datasets["team/flags"]["refs"]["main"]]["README.md"].decode()
+        assert "| `dog_breed` | Chihuahua | 1 |" in card and "| `dog_breed` | Beagle | 1 |" in card
         assert hub.unknown == []
+
+
+def test_a_flag_is_stored_with_the_extension_of_its_decoded_format(tmp_path):
+    """The upload's name says nothing of its bytes: a PPM sent as x.html is stored (and pushed) as
+    .ppm, a JPEG sent as a.png as .jpg."""
+    target = flags.Flagging(tmp_path / "dog_breed", "dog_breed", "local bundle dog_breed", ("Beagle",))
+    page, named_png = tmp_path / "x.html", tmp_path / "a.png"
+    photo = Image.open("/usr/share/darknet/data/dog.jpg")
+    photo.reduce(8).save(page, "PPM")
+    photo.reduce(8).save(named_png, "JPEG")
+    for upload, extension in ((page, ".ppm"), (named_png, ".jpg")):
+        record = flags.save(target, upload, {"Beagle": 1.0}, None, "")
+        assert record["file_name"].endswith(extension), record["file_name"]
+        assert (target.folder / record["file_name"]).read_bytes() == upload.read_bytes()
+    assert [p.suffix for p in sorted((target.folder / "images").iterdir(), key=lambda p: p.suffix)] == [".jpg", ".ppm"]
 
 
 def test_save_refuses_what_is_not_an_image(tmp_path):

@@ -321,7 +321,7 @@ def main(argv=None):
         print(f"{name}: {report['kept']} faces kept; dropped: {dropped or 'none'}")
     extra_paths = [flag.path for flag in flagged.flags] if flagged else []
     scan = inputs.scan([r.path for r in records] + extra_paths + (flagged.files if flagged else []), args.data,
-                       images=[r.path for r in records] + extra_paths, extra_root=args.extra_data)
+                       images=[r.path for r in records] + extra_paths, extra_root=flagged.folder if flagged else None)
     records = [r for r in records if str(r.path) not in scan.unreadable]
     if scan.unreadable:
         print(f"  {len(scan.unreadable)} unreadable images, e.g. {next(iter(scan.unreadable.values()))}")

@@ -301,7 +301,8 @@ def overlay_pngs(shown, labels) -> dict:
 
 def parser():
     parser = options.common_parser(__doc__.split("\n\n")[0], default_size=256, default_backbone="unet",
-                                   backbones=BACKBONES, extra_data_help=EXTRA_DATA_HELP)
+                                   backbones=BACKBONES, extra_data_help=EXTRA_DATA_HELP,
+                                   extra_data_hub=False)
     parser.set_defaults(backbone="unet", weights=None, epochs=40, patience=8, batch_size=8, fine_tune_epochs=0,
                         learning_rate=3e-3)
     parser.add_argument("--loss", default="dice+ce", choices=LOSSES,

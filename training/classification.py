@@ -142,7 +142,7 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str, dens
     images = [s.path for s in data.train + data.val + data.test]
     extra_images = [flag.path for flag in flagged.flags] if flagged else []
     scan = inputs.scan(images + extra_images + data.extra_files + (flagged.files if flagged else []), data.root,
-                       images=images + extra_images, extra_root=args.extra_data)
+                       images=images + extra_images, extra_root=flagged.folder if flagged else None)
     extra = []
     if flagged:
         flagged.leave_out_held_out(scan.digests, [s.path for s in data.val + data.test])

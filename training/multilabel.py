@@ -162,7 +162,7 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str) -> d
     paths = [s.path for s in data.samples]
     extra_paths = [flag.path for flag in flagged.flags] if flagged else []
     scan = inputs.scan(paths + extra_paths + data.extra_files + (flagged.files if flagged else []), data.root,
-                       images=paths + extra_paths, extra_root=args.extra_data)
+                       images=paths + extra_paths, extra_root=flagged.folder if flagged else None)
     samples = [s for s in data.samples if str(s.path) not in scan.unreadable]
     report = data.report
     report["unreadable_images"] = [f"line {data.lines[p]}: {p}: {r}" if p in data.lines else f"{p}: {r}"

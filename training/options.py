@@ -14,16 +14,24 @@ NOT_SETTINGS = ("push_to_hub", "private", "with_examples", "cache", "restart", "
 
 
 EXTRA_DATA_HELP = ("a folder of corrections flagged in the app (images/<id>.<ext> and metadata.jsonl, as its Flag "
-                   "button writes them), added to the training split only; unusable lines are skipped and counted")
+                   "button writes them; or the flag directory above it), or a Hub dataset of them at a commit "
+                   "(hf://datasets/OWNER/NAME@COMMIT), added to the training split only; unusable lines are skipped "
+                   "and counted")
+
+
+def folder_or_hub(text: str) -> Path | str:
+    """--extra-data: a folder as a Path, a Hub reference as text (a Path would fold hf:// into hf:/)."""
+    return text if text.startswith("hf://") else Path(text)
 
 
 def common_parser(description: str, default_size: int, default_backbone: str, backbones=None,
                   hub_data: bool = False, compare_backbones: bool = False,
-                  extra_data_help: str = EXTRA_DATA_HELP) -> argparse.ArgumentParser:
+                  extra_data_help: str = EXTRA_DATA_HELP, extra_data_hub: bool = True) -> argparse.ArgumentParser:
     """The options every recipe shares; `backbones` replaces the classifier backbones (e.g. U-Net encoders).
     With `hub_data`, --data may also be a Hub dataset pinned by commit, kept as text for
     training.datasets.hub.resolve_data (a Path would fold hf:// into hf:/). With
-    `compare_backbones`, --backbone takes several names (a list, even of one)."""
+    `compare_backbones`, --backbone takes several names (a list, even of one). With `extra_data_hub`,
+    --extra-data may be a Hub reference too (training.datasets.flagged reads it)."""
     parser = argparse.ArgumentParser(description=description)
     if hub_data:
         parser.add_argument("--data", required=True, metavar="DIR or hf://datasets/OWNER/NAME@COMMIT",
@@ -49,7 +57,8 @@ def common_parser(description: str, default_size: int, default_backbone: str, ba
     parser.add_argument("--weights", default="imagenet", help="imagenet, none, or a path to a no-top weights file")
     parser.add_argument("--patience", type=int, default=5, help="EarlyStopping patience (epochs)")
     parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--extra-data", type=Path, metavar="FOLDER", help=extra_data_help)
+    parser.add_argument("--extra-data", type=folder_or_hub if extra_data_hub else Path, metavar="FOLDER",
+                        help=extra_data_help)
     parser.add_argument("--deterministic", action="store_true",
                         help="the same command gives the same model on the same machine (TensorFlow's op "
                              "determinism; slower, mostly on GPUs)")

@@ -278,7 +278,9 @@ def extra_data_line(dataset: dict) -> str:
     if not extra:
         return ""
     dropped = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in extra.get("dropped", {}).items())
-    return (f"\nThe training split also holds {extra['extra_examples']} extra examples from `{Path(extra['folder']).name}` "
+    # A Hub dataset of flags by its repo and commit; a local folder by its name (not the trainer's path).
+    named = f"{extra['repo']}@{extra['commit']}" if "repo" in extra else Path(extra["folder"]).name
+    return (f"\nThe training split also holds {extra['extra_examples']} extra examples from `{named}` "
             f"(--extra-data; never in validation or test){f'; left out: {dropped}' if dropped else ''}.")
 
 

@@ -1,11 +1,17 @@
 """Flagged corrections, as the app's Flag button writes them, read for a recipe's `--extra-data`.
 
-The folder is a Hugging Face `imagefolder` for one task:
+The flags of one task are a Hugging Face `imagefolder`:
 
     FOLDER/images/<id>.<ext>
     FOLDER/metadata.jsonl    one JSON object per line:
         {"file_name": "images/<id>.<ext>", "task": "dog_breed", "answer": ..., "correction": ...,
          "comment": "...", "origin": "...", "time": "..."}
+
+`--extra-data` names that folder, the flag directory above it (FOLDER/<task>/ is read), or a Hub
+dataset at a commit, `hf://datasets/OWNER/NAME@COMMIT` (training.datasets.hub; only the task's
+files are downloaded): one pushed by `python -m core.flags push` (the layout above), or by a running
+app (core/flags_hub.py: `<task>/<store>/` holds one such folder per flags file the app kept; all
+are read, in the order of their names).
 
 `correction` is what the picture should have been given: a class name (single-label tasks), a
 list of label names (multi-label tasks), {"gender": "Female" | "Male", "age": years or null}
@@ -38,9 +44,10 @@ import numbers
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from core.flags import METADATA  # the app writes the folder: one name for its table
+from core.flags import IMAGES, METADATA  # the app writes the folder: one name for each part
 from core.images import ImageError, open_image
 from training.datasets.faces import MAX_AGE, MIN_AGE
+from training.datasets.hub import PREFIX, resolve_data
 from training.datasets.report import DropReport
 from training.inputs import fingerprint
 
@@ -67,18 +74,26 @@ class Flag:
 
 @dataclass
 class Flagged:
-    """The usable flags of one folder, what was skipped, and the folder's content hash."""
+    """The usable flags of one folder, what was skipped, and the folder's content hash. From the
+    Hub, `folder` is the download and `source` the repo and commit."""
 
     folder: Path
     flags: list[Flag]
     lines: int
     dropped: DropReport = field(default_factory=DropReport)
-    sha256: str = ""  # over metadata.jsonl and the pictures used: a resumed run must see the same flags
+    sha256: str = ""  # over the tables and the pictures used: a resumed run must see the same flags
+    tables: list[Path] = field(default_factory=list)  # the metadata.jsonl files read
+    source: dict = field(default_factory=dict)  # {"reference", "repo", "commit"} for a Hub dataset
 
     @property
     def files(self) -> list[Path]:
         """What a recipe adds to its content-hash scan besides the pictures."""
-        return [self.folder / METADATA]
+        return list(self.tables)
+
+    @property
+    def named(self) -> str:
+        """The folder as --extra-data named it (a Hub reference, not the download's path)."""
+        return self.source.get("reference") or str(self.folder)
 
     def leave_out_held_out(self, digests: dict, held_out) -> None:
         """Drop the flags whose picture is byte for byte one of the `held_out` files (`digests`:
@@ -94,70 +109,104 @@ class Flagged:
 
     def summary(self) -> dict:
         """task.json's `dataset.report.extra_data`."""
-        return {"folder": str(self.folder), "lines": self.lines, "extra_examples": len(self.flags),
+        hub = {key: self.source[key] for key in ("repo", "commit") if key in self.source}
+        return {"folder": self.named, **hub, "lines": self.lines, "extra_examples": len(self.flags),
                 **self.dropped.as_dict()}
 
     def describe(self) -> str:
         """The line a recipe prints."""
         dropped = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in sorted(self.dropped.counts.items()))
-        return (f"--extra-data {self.folder}: {len(self.flags)} flagged correction(s) of {self.lines} line(s) added to "
+        return (f"--extra-data {self.named}: {len(self.flags)} flagged correction(s) of {self.lines} line(s) added to "
                 f"the training split; skipped: {dropped or 'none'}")
 
 
-def read_flagged(folder: Path, task: str, kind: str, labels: list[str]) -> Flagged:
-    """The flags of `task` in `folder`, their corrections as indices into `labels` (the dataset's
-    class names; for age & gender, the genders)."""
+def read_flagged(folder, task: str, kind: str, labels: list[str]) -> Flagged:
+    """The flags of `task` in `folder` (a folder, or a Hub reference: see the module), their
+    corrections as indices into `labels` (the dataset's class names; for age & gender, the genders)."""
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r}: expected one of {KINDS}")
+    source = {}
+    if str(folder).startswith(PREFIX):
+        source = {"reference": str(folder)}
+        folder, pinned = download(str(folder), task)
+        source.update(pinned)
     folder = Path(folder)
-    table = folder / METADATA
-    if not folder.is_dir():
-        raise SystemExit(f"--extra-data {folder}: no such folder")
-    if not table.is_file():
-        raise SystemExit(f"--extra-data {folder}: no metadata.jsonl; expected the app's flagged folder "
-                         f"(images/<id>.<ext> and metadata.jsonl, one JSON object per line)")
+    named = source.get("reference") or folder
+    if not folder.is_dir() and not source:
+        raise SystemExit(f"--extra-data {named}: no such folder")
+    tables = flag_tables(folder, task)
+    if not tables:
+        raise SystemExit(f"--extra-data {named}: no metadata.jsonl; expected the app's flagged folder "
+                         f"(images/<id>.<ext> and metadata.jsonl, one JSON object per line), the flag directory "
+                         f"holding it as {task}/, or a Hub dataset of them")
     index = {label: i for i, label in enumerate(labels)}
     dropped = DropReport()
     latest: dict[Path, Flag] = {}
     lines = 0
-    for number, text in enumerate(table.read_text(encoding="utf-8").splitlines(), start=1):
-        if not text.strip():
-            continue
-        lines += 1
-        where = f"line {number}"
-        try:
-            row = json.loads(text)
-        except ValueError as error:
-            dropped.drop("malformed_json", f"{where}: not JSON ({error})")
-            continue
-        if not isinstance(row, dict):
-            dropped.drop("malformed_row", f"{where}: a JSON {type(row).__name__}, not an object")
-            continue
-        if row.get("task") != task:
-            dropped.drop("other_task", f"{where}: task {row.get('task')!r}")
-            continue
-        try:
-            correction = parse_correction(row.get("correction"), kind, index)
-        except Unusable as error:
-            dropped.drop(error.reason, f"{where}: {error.detail}")
-            continue
-        path = image_path(folder, row.get("file_name"))
-        if path is None:
-            dropped.drop("malformed_row", f"{where}: file_name {row.get('file_name')!r} is not a path inside the folder")
-            continue
-        if not path.is_file():
-            dropped.drop("missing_image", f"{where}: {row['file_name']}")
-            continue
-        try:
-            open_image(path.read_bytes(), name=path.name)  # the header only, as inputs.scan checks
-        except ImageError as error:
-            dropped.drop("unreadable_image", f"{where}: {error}")
-            continue
-        if path in latest:
-            dropped.drop("superseded", f"line {latest[path].line}: {row['file_name']} is corrected again on {where}")
-        latest[path] = Flag(number, path, correction)
-    flags = sorted(latest.values(), key=lambda flag: flag.line)
-    return Flagged(folder, flags, lines, dropped, fingerprint([table, *(f.path for f in flags)], folder))
+    for table in tables:
+        # One table: "line 9"; several (a Hub dataset the app pushed): "dog_breed/<store>/metadata.jsonl line 9".
+        named_table = "" if table == folder / METADATA else f"{table.relative_to(folder).as_posix()} "
+        for number, text in enumerate(table.read_text(encoding="utf-8").splitlines(), start=1):
+            if not text.strip():
+                continue
+            lines += 1
+            where = f"{named_table}line {number}"
+            try:
+                row = json.loads(text)
+            except ValueError as error:
+                dropped.drop("malformed_json", f"{where}: not JSON ({error})")
+                continue
+            if not isinstance(row, dict):
+                dropped.drop("malformed_row", f"{where}: a JSON {type(row).__name__}, not an object")
+                continue
+            if row.get("task") != task:
+                dropped.drop("other_task", f"{where}: task {row.get('task')!r}")
+                continue
+            try:
+                correction = parse_correction(row.get("correction"), kind, index)
+            except Unusable as error:
+                dropped.drop(error.reason, f"{where}: {error.detail}")
+                continue
+            path = image_path(table.parent, row.get("file_name"))
+            if path is None:
+                dropped.drop("malformed_row", f"{where}: file_name {row.get('file_name')!r} is not a path inside the folder")
+                continue
+            if not path.is_file():
+                dropped.drop("missing_image", f"{where}: {row['file_name']}")
+                continue
+            try:
+                open_image(path.read_bytes(), name=path.name)  # the header only, as inputs.scan checks
+            except ImageError as error:
+                dropped.drop("unreadable_image", f"{where}: {error}")
+                continue
+            if path in latest:
+                dropped.drop("superseded", f"{named_table}line {latest.pop(path).line}: {row['file_name']} is "
+                                           f"corrected again on line {number}")
+            latest[path] = Flag(number, path, correction)  # in the order of each picture's latest line
+    flags = list(latest.values())
+    return Flagged(folder, flags, lines, dropped, fingerprint([*tables, *(f.path for f in flags)], folder), tables,
+                   source)
+
+
+def flag_tables(folder: Path, task: str) -> list[Path]:
+    """The metadata.jsonl files of `task`'s flags under `folder`: its own, else those of the task's
+    folder and of the folders in it (the layout the app pushes to the Hub), in the order of their names."""
+    if (folder / METADATA).is_file():
+        return [folder / METADATA]
+    return sorted(table for table in [folder / task / METADATA, *(folder / task).glob(f"*/{METADATA}")]
+                  if table.is_file())
+
+
+def download(reference: str, task: str) -> tuple[Path, dict]:
+    """A Hub dataset of flags at its commit, only what `task` reads of it: the download's folder
+    and {"repo", "commit"}. An unreachable Hub stops the run with what to check."""
+    try:
+        return resolve_data(reference, allow_patterns=[METADATA, f"{IMAGES}/*", f"{task}/*"])
+    except Exception as error:  # resolve_data names a missing repo or commit itself (SystemExit)
+        first = (str(error).strip().splitlines() or [""])[0][:300]
+        raise SystemExit(f"--extra-data {reference}: could not download it from the Hub ({type(error).__name__}: "
+                         f"{first}). Check the network, HF_ENDPOINT and HF_TOKEN (a private repo needs a token "
+                         f"that can read it)") from None
 
 
 def image_path(folder: Path, file_name) -> Path | None:

@@ -31,10 +31,10 @@ def parse_reference(text: str) -> tuple[str, str]:
     return repo, commit
 
 
-def resolve_data(text: str) -> tuple[Path, dict]:
+def resolve_data(text: str, allow_patterns: list[str] | None = None) -> tuple[Path, dict]:
     """A recipe's --data: a local folder as it is, or a Hub dataset downloaded at its commit (once:
-    huggingface_hub's cache keeps it). Returns the folder and what task.json's dataset entry
-    records of where it came from ({} for a local folder)."""
+    huggingface_hub's cache keeps it; only the files matching `allow_patterns`, if given). Returns
+    the folder and what task.json's dataset entry records of where it came from ({} for a local folder)."""
     if not text.startswith("hf://"):
         return Path(text), {}
     repo, commit = parse_reference(text)
@@ -42,7 +42,7 @@ def resolve_data(text: str) -> tuple[Path, dict]:
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     try:
-        folder = snapshot_download(repo, repo_type="dataset", revision=commit)
+        folder = snapshot_download(repo, repo_type="dataset", revision=commit, allow_patterns=allow_patterns)
     except RevisionNotFoundError:
         raise SystemExit(f"The dataset repo {repo} has no commit {commit}") from None
     except RepositoryNotFoundError:
