@@ -60,6 +60,14 @@ class Bundle:
     def is_demo(self) -> bool:
         return bool(self.metadata.get("demo"))
 
+    @property
+    def kind(self) -> str:
+        """"demo" (trained on synthetic pictures: its answers mean nothing), "pretrained" (published
+        weights as they are, not trained here) or "trained" (by a recipe, on its dataset)."""
+        if self.is_demo:
+            return "demo"
+        return "pretrained" if self.metadata.get("pretrained", {}).get("as_published") else "trained"
+
     def network(self, name: str) -> CompiledNetwork:
         return self.networks[name]
 

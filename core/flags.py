@@ -81,7 +81,8 @@ def model_origin(resolved, task: str) -> str:
     <task>". Never the bundle's folder: that is this server's own path, and flags get published."""
     if resolved.origin != str(resolved.bundle.path):  # a Hub model: its snapshot is not its origin
         return resolved.origin
-    return f"{'demo' if resolved.bundle.is_demo else 'local'} bundle {task}"
+    kind = resolved.bundle.kind
+    return f"{'local' if kind == 'trained' else kind} bundle {task}"
 
 
 def flag_root(flag_dir: str | os.PathLike | None = None, enabled: bool | None = None) -> Path | None:

@@ -92,6 +92,7 @@ class TaskMetadata(Schema):
     metrics: dict
     provenance: dict
     demo: StrictBool = False
+    pretrained: dict | None = None  # where published weights came from (package, version, licence, hash)
 
     @model_validator(mode="after")
     def _has_its_networks(self):

@@ -128,7 +128,7 @@ def resolve(task: str, train_command: str, local_root: Path, hub: dict[str, HubP
     if demo.exists():
         try:
             bundle = load_bundle(demo, task, metadata_schema)
-            kind = "pretrained" if bundle.metadata.get("pretrained") and not bundle.is_demo else "demo"
+            kind = "pretrained" if bundle.kind == "pretrained" else "demo"
             return Resolved(bundle, origin=str(demo), notices=notices,
                             described=f"{kind} bundle `{local_root.name}/demo/{task}`")
         except BundleError as error:

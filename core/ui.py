@@ -237,7 +237,7 @@ def status(resolved: Resolved, headline=None, train_command: str | None = None) 
     lines = []
     if resolved.bundle is not None and resolved.bundle.is_demo:
         lines.append(DEMO_BANNER)
-    elif resolved.bundle is not None and resolved.bundle.metadata.get("pretrained"):
+    elif resolved.bundle is not None and resolved.bundle.kind == "pretrained":
         lines.append(pretrained_line(resolved.bundle.metadata["pretrained"], train_command))
     lines += [f"⚠️ {notice}" for notice in resolved.notices]
     if resolved.bundle is not None:

@@ -85,7 +85,7 @@ def imagenet_bundle(args, command: str) -> dict:
                "report": {}}
     metadata = publishing.base_metadata(TASK, [readable_breed(folder) for folder in BREEDS], args.image_size, {},
                                         dataset, command, backbone="efficientnet_lite0", label_ids=wnids,
-                                        pretrained=weights)
+                                        pretrained={**weights, "as_published": True})
     licence = publishing.Licence("apache-2.0", None, None,
                                  "The weights are EfficientNet-Lite0's ImageNet-1k weights from the "
                                  f"{weights['package']} package (Apache-2.0). ImageNet's images have terms of their "

@@ -121,7 +121,7 @@ def build_bundle(out, workdir, repo: str | None = None) -> None:
                  "trained on about 110,000 (age) and 200,000 (gender) labelled faces)", "images": 0,
          "split": "none", "report": {}},
         options.command("training.demo", ["--only", "age_gender"]),
-        backbone="cydral-age-gender (ported from ONNX)", pretrained=provenance,
+        backbone="cydral-age-gender (ported from ONNX)", pretrained={**provenance, "as_published": True},
         rotation={**trained["rotation"], "trained_on": "drawn faces (training/synthetic/faces.py)"},
         age={"rmse": None, "range": [0, 80]},
         face={**trained["face"], "chip": "dlib", "chip_padding": facts["padding"], "tilt": tilt})
