@@ -42,8 +42,9 @@ def limit_malloc_arenas(count: int = 2) -> bool:
 limit_malloc_arenas()
 
 import gradio as gr  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
-from core import flags, flags_hub, source, ui  # noqa: E402
+from core import flags, flags_hub, request_limits, source, ui  # noqa: E402
 from tasks import TASKS  # noqa: E402
 
 
@@ -113,11 +114,12 @@ def main(argv=None):
     # Only the files the page shows (the examples) can be fetched, not the bundles around them.
     shown = [str(path) for resolved in models.values() if resolved.bundle is not None
              for path in ui.example_files(resolved.bundle)]
+    ui.cap_cache(demo_app.GRADIO_CACHE, ui.CACHE_MAX_MB * 2**20)
     signal.signal(signal.SIGTERM, stop_serving)
     try:
         demo_app.launch(server_name=args.host, server_port=args.port, max_file_size=ui.MAX_FILE_SIZE,
-                        allowed_paths=shown, show_error=True,
-                        state_session_capacity=ui.SESSIONS)
+                        allowed_paths=shown, show_error=True, state_session_capacity=ui.SESSIONS,
+                        app_kwargs={"middleware": [Middleware(request_limits.BodyLimit)]})
     finally:
         if scheduler is not None:
             scheduler.close()

@@ -196,10 +196,7 @@ def peer_boxes(python: str, images: list[Image.Image], folder: Path) -> tuple[li
 
 def photo_640x480(image: Image.Image) -> Image.Image:
     """The photo scaled to cover 640 x 480 and cut to it: the timing picture."""
-    scale = max(640 / image.width, 480 / image.height)
-    big = image.resize((math.ceil(image.width * scale), math.ceil(image.height * scale)), Image.Resampling.BILINEAR)
-    left, top = (big.width - 640) // 2, (big.height - 480) // 2
-    return big.crop((left, top, left + 640, top + 480))
+    return ImageOps.fit(image, (640, 480), Image.Resampling.BILINEAR)
 
 
 def timed(function, image, repeats: int) -> float:
@@ -316,9 +313,9 @@ def main():
 
     # 4. Detection time per 640 x 480 photo (best of --repeats, median over the photos).
     print(f"\ndetection time per 640 x 480 photo ({len(timing)} photos, {os.cpu_count()} CPU cores):")
-    from mtcnn import MTCNN  # the package as shipped (eager networks), to compare
-
-    stock = MTCNN()
+    # The package as it runs (eager networks), to compare: its weights read by our restricted
+    # loader, never by mtcnn's own joblib.load (which would unpickle a pnet.lz4 left in this folder).
+    stock = faces._build_mtcnn(traced=False)
     for name, function in (("MTCNN (app: graph, at most 480 px)", lambda im: faces.detect_faces(im)),
                            ("MTCNN as the package runs it", lambda im: stock.detect_faces(np.asarray(im))),
                            ("LBP cascade (7 angles, 224 px)", lbp_boxes)):

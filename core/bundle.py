@@ -106,6 +106,8 @@ def save_bundle(out_dir, networks: dict, metadata: dict, card: str, extra_files:
         folder = staging / places[name]
         folder.mkdir(exist_ok=True)
         keras.saving.save_model(plain(model), folder, zipped=False)
+        if (folder / "assets").is_dir() and not any((folder / "assets").iterdir()):
+            (folder / "assets").rmdir()  # Keras makes it for layers with assets; ours have none
     (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
     (staging / CARD_FILE).write_text(card)
     for relative, content in (extra_files or {}).items():

@@ -158,10 +158,11 @@ def _detector():
     return _mtcnn
 
 
-def _build_mtcnn():
+def _build_mtcnn(traced: bool = True):
     """MTCNN with its three networks read from the wheel as arrays only, each run as one traced
     graph: mtcnn calls them eagerly once per pyramid level, which took twice the time (0.26 s
-    instead of 0.12 s for a 640 x 480 photo searched at 480 px, 2 cores)."""
+    instead of 0.12 s for a 640 x 480 photo searched at 480 px, 2 cores). `traced=False` runs them
+    eagerly, as the package does (bench/faces.py compares)."""
     import tensorflow as tf
     from mtcnn import MTCNN
     from mtcnn.network.onet import ONet
@@ -176,7 +177,7 @@ def _build_mtcnn():
         model = network()
         model.build()
         model.set_weights(_wheel_weights(weights))
-        graph = tf.function(model, input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+        graph = tf.function(model, input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)]) if traced else model
         # The stage's own __init__ would load the weights again, with joblib.load: set it up without it.
         stage = kind.__new__(kind)
         StageBase.__init__(stage, stage_name=kind.__name__, stage_id=number, model=graph)

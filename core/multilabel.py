@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.errors import fraction
+
 
 @dataclass
 class Decision:
@@ -27,7 +29,7 @@ def label_thresholds(metadata: dict, threshold: float | None = None) -> np.ndarr
     per_label = np.array([tuned["per_label"][label] for label in metadata["labels"]], dtype=np.float64)
     if threshold is None:
         return per_label
-    t, g = float(np.clip(threshold, 0.0, 1.0)), float(np.clip(tuned["global"], 1e-6, 1 - 1e-6))
+    t, g = fraction(threshold, "threshold"), float(np.clip(tuned["global"], 1e-6, 1 - 1e-6))
     if t <= g:
         return per_label * (t / g)
     return per_label + (1.0 - per_label) * ((t - g) / (1.0 - g))

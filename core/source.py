@@ -147,6 +147,11 @@ def resolve(task: str, train_command: str, local_root: Path, hub: dict[str, HubP
     return Resolved(None, notices=notices)
 
 
+# An absolute path in a library's message (a cache folder, a file): not for the page, which anyone sees.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.])/(?:[^\s'\"`:,()]+/)+[^\s'\"`:,()]*")
+
+
 def _first_line(error: Exception) -> str:
+    """The error's first line, without paths of this server."""
     text = str(error).strip().splitlines()
-    return text[0][:300] if text else ""
+    return _ABSOLUTE_PATH.sub("<path>", text[0][:300]) if text else ""

@@ -9,7 +9,7 @@ import os
 
 import gradio as gr
 
-from core import flags, interpret
+from core import flags, interpret, settings
 from core.errors import InputError
 from core.images import ImageError
 from core.source import Resolved, on_a_space
@@ -22,13 +22,13 @@ CONCURRENCY = 8
 SHARED = {"concurrency_limit": CONCURRENCY, "concurrency_id": "models"}
 # Requests waiting beyond those in flight: past this, a request is refused at once with Gradio's
 # "queue is full" error (the page says so) instead of joining a backlog nobody waits for.
-QUEUE_SIZE = int(os.environ.get("QUEUE_SIZE", 64))
+QUEUE_SIZE = settings.number("QUEUE_SIZE", 64, minimum=1)
 # Sessions whose copy of the page's settings Gradio keeps (Blocks.launch's state_session_capacity,
 # default 10,000). Every API call without a session is a new session, and each copies the config of
 # every component on our six-tab page (about 0.5 MB): at the default, memory grows by gigabytes and
 # the garbage collector slows every request as it does (see the README's "Serving under load"). No
 # tab keeps per-session state (no gr.State), so an evicted session loses nothing.
-SESSIONS = int(os.environ.get("SESSIONS", 200))
+SESSIONS = settings.number("SESSIONS", 200, minimum=1)
 # Gradio 6.31's queue rebuilds its per-endpoint analytics summary (a pandas DataFrame over the last
 # 10,000 events, for the latency figures on the API page) after every event, so each request cost
 # more than the one before until 10,000 had been served: a tenth of the server's time after eight
@@ -40,14 +40,55 @@ ANALYTICS_EVERY = 100
 # would fill its disk. Gradio's delete_cache removes those older than CACHE_MAX_AGE seconds, a day
 # by default (a visitor can still flag the morning's photo; a flag keeps its own copy), checking
 # every hour.
-CACHE_MAX_AGE = int(os.environ.get("CACHE_MAX_AGE", 24 * 3600))
+CACHE_MAX_AGE = settings.number("CACHE_MAX_AGE", 24 * 3600, minimum=1)
 DELETE_CACHE = (min(3600, CACHE_MAX_AGE), CACHE_MAX_AGE)
+# Age alone does not bound the cache: a day of uploads nobody's request used (an API client
+# uploading in a loop) could fill the disk. Past APP_CACHE_MAX_MB in all, the oldest files go first,
+# checked every CACHE_SWEEP seconds (`cap_cache`).
+CACHE_MAX_MB = settings.number("CACHE_MAX_MB", 2000, float, minimum=1)
+CACHE_SWEEP = 30
 MAX_FILE_SIZE = "25mb"
 DEMO_BANNER = "⚠️ **Demo model trained on synthetic data — its predictions mean nothing.**"
 MODEL_FAILED = "The model failed on this image; the server log has the details."
 HEATMAP_LABEL = "Where the model looked (Grad-CAM: red raised the answer most)"
 
 log = logging.getLogger("app")
+
+
+def cap_cache(folder, max_bytes: float, every: float = CACHE_SWEEP):
+    """Start a daemon thread that keeps the files under `folder` (Gradio's cache) at most `max_bytes`
+    in all, deleting the oldest first (by modification time) every `every` seconds. Returns it."""
+    import threading
+    import time
+    from pathlib import Path
+
+    def sweep():
+        files = []
+        for path in Path(folder).rglob("*"):
+            try:
+                if path.is_file():
+                    stat = path.stat()
+                    files.append((stat.st_mtime, stat.st_size, path))
+            except OSError:  # deleted meanwhile (Gradio's own age-based deletion)
+                continue
+        total = sum(size for _, size, _ in files)
+        for _, size, path in sorted(files):
+            if total <= max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+
+    def loop():
+        while True:
+            try:
+                sweep()
+            except OSError as error:
+                log.warning("cache sweep: %s", error)
+            time.sleep(every)
+
+    thread = threading.Thread(target=loop, name="cache-cap", daemon=True)
+    thread.start()
+    return thread
 
 
 def queue(demo: gr.Blocks) -> gr.Blocks:
@@ -57,12 +98,19 @@ def queue(demo: gr.Blocks) -> gr.Blocks:
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
 
 
+INLINE_REFUSED = ("Send the picture as an uploaded file (the page's upload, or gradio_client.handle_file): "
+                  "pictures inside the request (data: URLs) or by address (URLs) are not accepted.")
+
+
 class ImageUpload(gr.Image):
-    """gr.Image that hands the uploaded file's path to our loader untouched.
+    """gr.Image that hands the uploaded file's path to our loader untouched, and takes uploaded
+    files only.
 
     gr.Image(type="filepath") opens the file with Pillow before the handler runs, so a
     non-image or an empty upload would fail with Pillow's traceback; core.images
-    decodes it instead and names the problem.
+    decodes it instead and names the problem. A picture sent inline (a data: URL) or by
+    address would be decoded or fetched by Gradio before any of our limits: refused
+    (core/request_limits.py says why).
     """
 
     is_template = True  # reuse gr.Image's front end (as gradio.templates does)
@@ -70,8 +118,10 @@ class ImageUpload(gr.Image):
     # __init__'s signature, so a **kwargs signature would send none. Use type="filepath".
 
     def preprocess(self, payload):
-        if payload is None or (payload.url or "").startswith("data:") or payload.path is None:
-            return super().preprocess(payload)
+        if payload is None:
+            return None
+        if payload.path is None or (payload.url or "").startswith("data:"):
+            raise gr.Error(INLINE_REFUSED, print_exception=False)
         return str(payload.path)
 
 
@@ -219,13 +269,43 @@ def rerun_on_release(slider, handler, inputs, outputs):
     slider.release(rerun, inputs=inputs, outputs=outputs, api_visibility="private", **SHARED)
 
 
+EXAMPLE_LIMIT = 12  # examples shown per tab
+_shown_examples: dict = {}
+
+
 def example_files(bundle) -> list:
-    """The bundle's example images (held-out photos, or the demo generator's pictures)."""
-    folder = bundle.path / "examples"
-    return sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
+    """The bundle's example pictures as the page serves them: each decoded (with the pixel limit,
+    EXIF turned) and written again by us, PNG for a PNG and JPEG for the rest, into a folder of the
+    app's own; computed once per bundle. The page never serves a bundle's own bytes: a bundle may
+    come from anyone's Hub repo, and its `examples/page.html` or `.svg` would run as a page on the
+    app's own address. A file that is not a picture is left out, and logged."""
+    import hashlib
+    import tempfile
+    from pathlib import Path
+
+    from core.images import load_image
+
+    if bundle.path in _shown_examples:
+        return _shown_examples[bundle.path]
+    folder, files = bundle.path / "examples", []
+    shown = Path(tempfile.gettempdir()) / "vision-demos-examples" / hashlib.sha1(str(bundle.path).encode()).hexdigest()[:12]
+    for source in sorted(p for p in folder.iterdir() if p.is_file())[:EXAMPLE_LIMIT] if folder.is_dir() else []:
+        try:
+            picture = load_image(source)
+        except (ImageError, OSError) as error:
+            log.warning("example %s left out: %s", source.name, error)
+            continue
+        png = source.suffix.lower() == ".png"
+        target = shown / f"{source.stem[:60]}.{'png' if png else 'jpg'}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        picture.save(target, **({"format": "PNG"} if png else {"format": "JPEG", "quality": 92}))
+        files.append(target)
+    _shown_examples[bundle.path] = files
+    return files
 
 
 def examples(bundle, image_input):
+    """The tab's examples (example_files: re-encoded by us)."""
     files = example_files(bundle)
     if files:
         gr.Examples(examples=[[str(f)] for f in files], inputs=image_input, label="Examples")

@@ -10,6 +10,7 @@ from PIL import Image
 
 from core import flags, schema, scores
 from core.bundle import Bundle
+from core.errors import fraction
 from core.images import WORKING_SIDE, load_image
 from core.segmentation import areas, colors, lesion_masks, letterbox, restore
 
@@ -58,8 +59,8 @@ def predict(bundle: Bundle, image, threshold: float | None = None, opacity: floa
 def from_output(bundle: Bundle, image, picture, box, output, threshold: float | None = None, opacity: float = 0.5):
     """The network's output for one letterboxed picture -> what `predict` returns (also for batches:
     predict.py); `image` is the upload itself, whose header gives its original size."""
-    threshold = float(bundle.metadata["thresholds"]["global"] if threshold is None else threshold)
-    opacity = float(np.clip(opacity, 0.0, 1.0))
+    threshold = float(bundle.metadata["thresholds"]["global"]) if threshold is None else fraction(threshold, "threshold")
+    opacity = fraction(opacity, "opacity")
     probabilities = restore(output, box)
     masks = lesion_masks(probabilities, bundle.metadata["activation"], threshold)
     rows = areas(masks, bundle.labels)

@@ -106,16 +106,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class AppUrl(str):
+    """The running app's URL, which also knows the server's process id (to read its memory)."""
+
+    pid: int
+
+
 @contextmanager
 def running_app(models_dir, hub_config=None, env=None, timeout=180, args=()):
-    """Start `python app.py [args]` as a real server process; yield its URL; stop it."""
+    """Start `python app.py [args]` as a real server process; yield its URL (an AppUrl); stop it."""
     port = free_port()
     command = [sys.executable, str(ROOT / "app.py"), "--models-dir", str(models_dir), "--port", str(port), *args]
     if hub_config:
         command += ["--hub-config", str(hub_config)]
     log = open(Path(models_dir).parent / f"app-{port}.log", "w+")
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
+    url = AppUrl(f"http://127.0.0.1:{port}/")
+    url.pid = process.pid
     deadline = time.monotonic() + timeout
     try:
         while True:

@@ -145,9 +145,12 @@ def test_the_api_names_its_inputs(app):
 def test_only_the_files_the_page_shows_can_be_fetched(app, app_root):
     url, _ = app
     root = app_root / "dog_breed"
-    example = sorted((root / "examples").iterdir())[0]
-    assert urllib.request.urlopen(f"{url}gradio_api/file={example}", timeout=10).status == 200
-    for hidden in (root / "task.json", root / "model.weights.h5", root / "config.json"):
+    config = json.load(urllib.request.urlopen(url + "config", timeout=10))
+    shown = [value["path"] for component in config["components"] if component.get("type") == "dataset"
+             for sample in component["props"]["samples"] for value in sample if isinstance(value, dict)]
+    assert shown and urllib.request.urlopen(f"{url}gradio_api/file={shown[0]}", timeout=10).status == 200
+    # The bundle's own files, its examples too: the page shows copies the app wrote itself.
+    for hidden in (root / "task.json", root / "model.weights.h5", root / "config.json", *(root / "examples").iterdir()):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{url}gradio_api/file={hidden}", timeout=10)
         assert refused.value.code in (403, 404)

@@ -131,6 +131,10 @@ def test_age_and_gender_gives_one_row_per_face_and_one_for_a_picture_without(age
         assert [int(row[k]) for k in ("left", "top", "width", "height")] == record["box"]
         assert float(row["age"]) == pytest.approx(record["age"], abs=0.11)
         assert row["gender"] == max(record["gender"], key=record["gender"].get)
+        # Each P(label) column is the answer's probability of that label, and `gender` the likeliest.
+        for label in bundle.labels:
+            assert float(row[f"P({label})"]) == pytest.approx(record["gender"][label], abs=1e-4), (label, row)
+        assert row["gender"] == max(bundle.labels, key=lambda label: float(row[f"P({label})"]))
         assert float(row["tilt_used"]) == pytest.approx(record["tilt_used"], abs=0.11)
     (none,) = [row for row in rows if row["path"] == str(coffee)]  # no face: no gender, no age
     assert none["face"] == none["gender"] == none["age"] == "" and none["note"] == age_gender.NO_FACE

@@ -175,3 +175,32 @@ def test_a_picture_without_a_face_gets_no_gender_and_no_age(pretrained_age_gende
     annotated, gallery, tilt, gender, age, summary, records = age_gender.predict(bundle, photo("skimage:coffee"))
     assert (gallery, tilt, gender, age, records) == ([], "", None, "", []) and age_gender.NO_FACE in summary
     assert json.dumps(records) == "[]"
+
+
+def test_a_face_upside_down_is_straightened_before_gender_and_age_are_read(pretrained_age_gender_bundle, tmp_path):
+    """The astronaut turned by 170 degrees (the bundle set to search the picture turned by 180 too):
+    the crop the networks read is her face upright again, and her gender and age read as upright."""
+    import shutil
+
+    folder = tmp_path / "age_gender"
+    shutil.copytree(pretrained_age_gender_bundle, folder)
+    metadata = json.loads((folder / "task.json").read_text())
+    metadata["face"]["search_angles"] = [0, 180]
+    (folder / "task.json").write_text(json.dumps(metadata))
+    bundle = load_bundle(folder, "age_gender", age_gender.METADATA)
+    upright = photo("skimage:astronaut")
+    (expected,) = age_gender.analyse(bundle, upright)
+    (turned,) = age_gender.analyse(bundle, upright.rotate(170, resample=Image.Resampling.BICUBIC, expand=True,
+                                                          fillcolor=(255, 255, 255)))
+    assert abs(abs(turned.tilt) - 170) < 10, turned.tilt  # the eyes' line says it is upside down
+    # The straightened crop is the upright face (mean difference in grey levels, of 255).
+    difference = np.abs(np.asarray(turned.straightened, np.float32) - np.asarray(expected.straightened, np.float32))
+    assert difference.mean() < 25, difference.mean()
+    assert max(turned.gender, key=turned.gender.get) == "Female" == max(expected.gender, key=expected.gender.get)
+    assert abs(turned.age - expected.age) <= 5, (turned.age, expected.age)
+    # What the gender and age network read is that rotated crop, at its input size.
+    size = bundle.input_size[0]
+    picture = upright.rotate(170, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=(255, 255, 255))
+    crop = np.asarray(age_gender.faces.rotated_crop(picture, turned.centre, turned.side, -turned.turn, size), np.float32)
+    read = bundle.network("gender_age")(crop[None])
+    assert read["gender"][0][0] == pytest.approx(turned.gender["Female"], abs=1e-5)

@@ -125,7 +125,7 @@ def test_the_model_names_its_dataset_by_hub_repo_and_commit(sandwich_bundle, pub
     # The builder's manifest came with the data: it says what was folded into sandwich.
     assert dataset["classes"][1]["subclasses"] == [{"name": "Submarine sandwich", "label": SUBMARINE}]
     card = (sandwich_bundle / "README.md").read_text()
-    assert yaml.safe_load(card.split("---")[1])["datasets"] == ["open-images", DATASET]
+    assert yaml.safe_load(card.split("---")[1])["datasets"] == [DATASET]  # Hub ids only: the dataset it came from
     assert f"at commit `{published.commit}`" in card
     downloaded = {path.split(f"/resolve/{published.commit}/")[1] for path in hub.downloads() if path.startswith(f"/datasets/{DATASET}/")}
     assert "sandwich/broken.jpg" in downloaded and "hamburger/0000000000000000_0.jpg" in downloaded

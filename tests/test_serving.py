@@ -133,7 +133,7 @@ def test_a_full_queue_refuses_at_once_and_the_server_keeps_serving(dog_bundle, m
     photo = tmp_path / "large.jpg"
     Image.fromarray(noise).save(photo, quality=95)
     root = models_with(dog_breed=dog_bundle)
-    with running_app(root, env={"QUEUE_SIZE": "2"}) as url, httpx.Client(timeout=120) as http:
+    with running_app(root, env={"APP_QUEUE_SIZE": "2"}) as url, httpx.Client(timeout=120) as http:
         base = url + "gradio_api"
         with open(photo, "rb") as handle:
             path = http.post(f"{base}/upload", files={"files": ("large.jpg", handle, "image/jpeg")}).json()[0]
@@ -154,7 +154,7 @@ def test_a_full_queue_refuses_at_once_and_the_server_keeps_serving(dog_bundle, m
 
 def test_old_uploads_leave_the_disk_and_the_server_keeps_serving(dog_bundle, models_with, tmp_path):
     """A demo that runs for weeks: each visitor's upload is a file in Gradio's cache. Past
-    CACHE_MAX_AGE seconds (a day by default) they are deleted; 2 s here."""
+    APP_CACHE_MAX_AGE seconds (a day by default) they are deleted; 2 s here."""
     import httpx
     from gradio_client import Client, handle_file
     from skimage import data
@@ -163,7 +163,7 @@ def test_old_uploads_leave_the_disk_and_the_server_keeps_serving(dog_bundle, mod
     Image.fromarray(data.chelsea()).save(photo, quality=90)
     cache = tmp_path / "gradio-cache"
     root = models_with(dog_breed=dog_bundle)
-    with running_app(root, env={"GRADIO_TEMP_DIR": str(cache), "CACHE_MAX_AGE": "2"}) as url:
+    with running_app(root, env={"GRADIO_TEMP_DIR": str(cache), "APP_CACHE_MAX_AGE": "2"}) as url:
         client = Client(url, verbose=False)
         labels = json.loads((dog_bundle / "task.json").read_text())["labels"]
         assert client.predict(handle_file(str(photo)), api_name="/dog_breed")["label"] in labels

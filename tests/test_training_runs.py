@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -36,11 +37,15 @@ def epochs_logged(bundle, stage="classifier-1"):
 
 def test_kill_9_mid_run_then_the_same_command_finishes_it(dogs_data, tmp_path):
     out = tmp_path / "dog_breed"
+    # Run from a folder holding the data and the bundle, as a user runs it from their project: the
+    # bundle then records the paths relative to it (never the trainer's absolute folders).
+    here = Path(os.path.commonpath([dogs_data, tmp_path]))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = recipe("--data", dogs_data, "--out", out, "--backbone", "small", "--weights", "none",
                      "--image-size", "48", "--epochs", "10", "--patience", "50", "--fine-tune-epochs", "2",
                      "--batch-size", "16")
     progress = out.with_name("dog_breed.work") / "classifier-1" / "backup" / "training_metadata.json"
-    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(command, cwd=here, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and first.poll() is None:
         if progress.is_file() and json.loads(progress.read_text() or "{}").get("epoch", 0) >= 3:
@@ -52,7 +57,7 @@ def test_kill_9_mid_run_then_the_same_command_finishes_it(dogs_data, tmp_path):
     done_before = json.loads(progress.read_text())["epoch"]
     assert not out.exists() and 3 <= done_before < 10
 
-    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    second = subprocess.run(command, cwd=here, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"resuming after epoch {done_before} of 10" in second.stdout
     # One complete history: every epoch once, none lost and none run twice.
@@ -64,9 +69,11 @@ def test_kill_9_mid_run_then_the_same_command_finishes_it(dogs_data, tmp_path):
 
     # The command the bundle records is the one that ran, and it runs again as written.
     recorded = metadata["provenance"]["command"]
-    assert recorded == shlex.join(["python", "-m", "training.dog_breed", *command[3:]])
-    again = subprocess.run([sys.executable, *shlex.split(recorded)[1:]], cwd=ROOT, capture_output=True, text=True,
-                           timeout=600)
+    relative = [Path(a).relative_to(here).as_posix() if Path(a).is_absolute() else a for a in command[3:]]
+    assert recorded == shlex.join(["python", "-m", "training.dog_breed", *relative])
+    assert str(here) not in json.dumps(metadata) and str(here) not in (out / "README.md").read_text()
+    again = subprocess.run([sys.executable, *shlex.split(recorded)[1:]], cwd=here, env=env, capture_output=True,
+                           text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert load_bundle(out, "dog_breed").labels == metadata["labels"]
 

@@ -36,7 +36,7 @@ from training import backbones, evaluation, fitting, inputs, options, publishing
 from training.datasets.faces import GENDERS, MAX_AGE, MIN_AGE, FaceRecord, read_faces
 from training.datasets.flagged import read_flagged
 from training.datasets.imdb_wiki import DEFAULT_MIN_FACE_SCORE
-from training.datasets.report import MAX_LISTED
+from training.datasets.report import MAX_LISTED, readable_path
 from training.datasets.splits import stratified_split
 
 TASK = "age_gender"
@@ -512,11 +512,6 @@ def card(metadata: dict, repo: str | None) -> publishing.WrittenCard:
         metadata, tags=["age-estimation", "gender-classification", "face"], datasets=["imdb-wiki", "utkface"],
         metric_rows=rows, baseline_rows=baselines, body=body, usage=publishing.usage_snippet("age-gender", repo),
     )
-
-
-def readable_path(path: str, data: Path) -> str:
-    """A file as the report names it: relative to the dataset folder when it is inside it."""
-    return str(Path(path).relative_to(data)) if Path(path).is_relative_to(data) else path
 
 
 def held_out_examples(test_records, count: int = 3, tilt: float = 25.0) -> dict:

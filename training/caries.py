@@ -357,7 +357,7 @@ def main(argv=None):
             else:
                 added.append(pair)
         train = train + added
-        report["extra_data"] = {"folder": str(args.extra_data), "extra_examples": len(added), **extra_dropped.as_dict()}
+        report["extra_data"] = {"folder": args.extra_data.name, "extra_examples": len(added), **extra_dropped.as_dict()}
         print(f"--extra-data {args.extra_data}: {len(added)} annotated radiograph(s) added to the training split; "
               f"left out: {dict(extra_dropped.counts) or 'none'}")
     print(f"{len(labels)} class(es) ({', '.join(labels)}, from {classes_origin}): {activation} output; "

@@ -25,7 +25,7 @@ import numpy as np
 from training import evaluation, fitting, inputs, options, publishing
 from training.backbones import ALIASES, SCRATCH, backbone_features, imagenet_head, is_pretrained, weights_provenance
 from training.datasets.flagged import read_flagged
-from training.datasets.report import report_problems
+from training.datasets.report import readable_path, report_problems
 from training.inputs import Sample
 
 
@@ -214,7 +214,8 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str, dens
 
     # 5. The bundle: network, metadata, card, confusion matrix, history, a few held-out examples.
     unreadable = {**scan.unreadable, **train_images.problems, **val_images.problems, **test_images.problems}
-    report = {**data.report, "unreadable_images": [f"{p}: {r}" for p, r in sorted(unreadable.items())]}
+    report = {**data.report, "unreadable_images": [f"{readable_path(p, data.root)}: {r}"
+                                                    for p, r in sorted(unreadable.items())]}
     if flagged:
         report["extra_data"] = flagged.summary()
     report = report_problems(report)

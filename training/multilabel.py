@@ -26,7 +26,7 @@ from sklearn.metrics import f1_score
 
 from training import backbones, evaluation, fitting, inputs, losses, options, publishing
 from training.datasets.flagged import read_flagged
-from training.datasets.report import report_problems
+from training.datasets.report import readable_path, report_problems
 from training.inputs import Sample
 
 LOSSES = ("bce", "weighted", "focal")
@@ -165,7 +165,8 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str) -> d
                        images=paths + extra_paths, extra_root=flagged.folder if flagged else None)
     samples = [s for s in data.samples if str(s.path) not in scan.unreadable]
     report = data.report
-    report["unreadable_images"] = [f"line {data.lines[p]}: {p}: {r}" if p in data.lines else f"{p}: {r}"
+    report["unreadable_images"] = [f"line {data.lines[p]}: {readable_path(p, data.root)}: {r}" if p in data.lines
+                                   else f"{readable_path(p, data.root)}: {r}"
                                    for p, r in sorted(scan.unreadable.items(), key=lambda i: data.lines.get(i[0], 0))]
     report["kept"] = len(samples)
     print(f"{len(data.labels)} labels; {len(samples)} images used, {len(scan.unreadable)} unreadable")
@@ -220,7 +221,8 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str) -> d
 
     # 5. The bundle.
     streamed = {p: r for source in sources for p, r in source.problems.items()}
-    report["unreadable_images"] += [f"{p}: {r} (found while training)" for p, r in sorted(streamed.items())]
+    report["unreadable_images"] += [f"{readable_path(p, data.root)}: {r} (found while training)"
+                                    for p, r in sorted(streamed.items())]
     report_problems(report)
     dataset = {"name": data.name, "images": len(samples) + (len(flagged.flags) if flagged else 0),
                "split": f"random 80/10/10, seed {args.seed}",

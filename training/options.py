@@ -85,5 +85,15 @@ def settings(args: argparse.Namespace, **recorded) -> dict:
 
 
 def command(module: str, argv: list[str]) -> str:
-    """The command that ran, as a person re-runs it: `python -m training.dog_breed --data ...`."""
-    return shlex.join(["python", "-m", module, *argv])
+    """The command that ran, as a person re-runs it from the same folder: `python -m
+    training.dog_breed --data ...`. An absolute path becomes relative to the working folder when it
+    is inside it, else its last part alone: bundles and cards are published, and the trainer's own
+    folders (a home directory's name, say) are nobody's business."""
+    cwd = Path.cwd()
+
+    def shown(argument: str) -> str:
+        path = Path(argument)
+        if not path.is_absolute():
+            return argument
+        return path.relative_to(cwd).as_posix() if path.is_relative_to(cwd) else path.name
+    return shlex.join(["python", "-m", module, *map(shown, argv)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 MAX_LISTED = 50  # entries listed per problem in a data report; all are counted
 
@@ -17,6 +18,13 @@ def report_problems(report: dict, limit: int = MAX_LISTED) -> dict:
             report[f"{key}_count"] = len(entries)
             report[key] = entries[:limit]
     return report
+
+
+def readable_path(path, data) -> str:
+    """A file as a report names it: relative to the dataset folder when it is inside it, else its
+    name (reports are published with the bundle: never the trainer's own folders)."""
+    path, data = Path(path), Path(data)
+    return str(path.relative_to(data)) if path.is_relative_to(data) else path.name
 
 
 LISTED = 20  # examples kept per drop reason; all are counted
