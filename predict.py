@@ -288,7 +288,9 @@ def main(argv=None):
     parser.add_argument("--models-dir", help="root of the local bundles (default: models/, or $MODELS_DIR)")
     parser.add_argument("--hub-config", help="Hub pins per task (default: models/hub.json, or $HUB_CONFIG)")
     parser.add_argument("--threshold", type=float,
-                        help="hashtags, movie genres, caries: the tab's threshold (default: the tuned one)")
+                        help="the tab's threshold where it has one (" + ", ".join(
+                            t.NAME for t in TASKS if "threshold" in getattr(t, "PREDICT_OPTIONS", ())) +
+                        "; default: the tuned one)")
     parser.add_argument("--tilt-by", choices=["eyes", "network"],
                         help="age & gender: straighten faces by (default: the bundle's more accurate)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")

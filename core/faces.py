@@ -25,7 +25,7 @@ from PIL import Image
 # The bundle's `face` block names its detector: search settings written for another one (the LBP
 # cascade of earlier bundles) do not apply to this one.
 DETECTOR = "mtcnn"
-# Defaults of the bundle's `face` block (task.json), chosen on packaged photos by bench/faces.py:
+# Defaults of the bundle's `face` block (task.json), chosen on packaged photos by bench/face_detection.py:
 # with these, all 47 faces found and no false positive. MTCNN's own last-stage threshold is 0.8; on
 # those photos a crowd false positive reached 0.83 and the least certain real face 0.86.
 MIN_CONFIDENCE = 0.85
@@ -35,7 +35,7 @@ MIN_FACE_SIZE = 24
 MAX_FACES = 4
 # Search the picture turned by these angles too, for faces beyond MTCNN's own reach. Upright only:
 # MTCNN finds the astronaut turned by -45..+45 without it; (-45, 0, 45) also finds her at +-60..90,
-# at 4 times the cost (bench/faces.py).
+# at 4 times the cost (bench/face_detection.py).
 SEARCH_ANGLES = (0,)
 # Larger pictures are searched at this longest side, where a face must be at least 12 px (P-Net's
 # window): 1/40 of the picture. At 320 and 640 px MTCNN missed a face and found false positives.
@@ -162,7 +162,7 @@ def _build_mtcnn(traced: bool = True):
     """MTCNN with its three networks read from the wheel as arrays only, each run as one traced
     graph: mtcnn calls them eagerly once per pyramid level, which took twice the time (0.26 s
     instead of 0.12 s for a 640 x 480 photo searched at 480 px, 2 cores). `traced=False` runs them
-    eagerly, as the package does (bench/faces.py compares)."""
+    eagerly, as the package does (bench/face_detection.py compares)."""
     import tensorflow as tf
     from mtcnn import MTCNN
     from mtcnn.network.onet import ONet

@@ -27,7 +27,6 @@ a running app's flags pushed every few minutes) is core/flags_hub.py:
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -245,24 +244,7 @@ def flag_comment(flagging: Flagging, image, answer, comment: str = "") -> str:
 
 # --- the command line ------------------------------------------------------------------------
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m core.flags", description="The app's flags.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    pushing = commands.add_parser("push", help="upload a task's flags as a Hugging Face dataset repo")
-    pushing.add_argument("folder", help="one task's flags, e.g. flagged/dog_breed")
-    pushing.add_argument("--repo", required=True, help="the dataset repo, USER/NAME (created if missing)")
-    # Private unless asked: the pictures are users' uploads (faces, among them).
-    pushing.add_argument("--public", action="store_true", help="make a new repo public (default: private)")
-    args = parser.parse_args(argv)
-    from core import flags_hub  # huggingface_hub only when pushing
+if __name__ == "__main__":  # the documented command; pushing lives beside the other Hub code
+    import runpy
 
-    try:
-        commit, count = flags_hub.push(args.folder, args.repo, private=not args.public)
-    except InputError as error:  # FlagError: as `python -m`, this module is __main__, not core.flags
-        parser.exit(2, f"{error}\n")
-    print(f"Pushed {flags_hub.count(count)} to datasets/{args.repo} at commit {commit}")
-    return commit
-
-
-if __name__ == "__main__":
-    main()
+    runpy.run_module("core.flags_hub", run_name="__main__")

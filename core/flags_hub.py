@@ -25,6 +25,7 @@ and HF_ENDPOINT as usual.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import logging
@@ -37,6 +38,7 @@ from huggingface_hub import CommitOperationAdd, CommitScheduler, DatasetCard, Da
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
 from core import flags
+from core.errors import InputError
 from core.flags import IMAGES, METADATA, FlagError
 
 PUSH_MINUTES = 5.0
@@ -327,3 +329,24 @@ def keep_flags(root, repo_id: str | None, every: float, on_space: bool,
 def _first_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return text[0][:300] if text else ""
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m core.flags", description="The app's flags.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    pushing = commands.add_parser("push", help="upload a task's flags as a Hugging Face dataset repo")
+    pushing.add_argument("folder", help="one task's flags, e.g. flagged/dog_breed")
+    pushing.add_argument("--repo", required=True, help="the dataset repo, USER/NAME (created if missing)")
+    # Private unless asked: the pictures are users' uploads (faces, among them).
+    pushing.add_argument("--public", action="store_true", help="make a new repo public (default: private)")
+    args = parser.parse_args(argv)
+    try:
+        commit, pushed = push(args.folder, args.repo, private=not args.public)
+    except InputError as error:
+        parser.exit(2, f"{error}\n")
+    print(f"Pushed {count(pushed)} to datasets/{args.repo} at commit {commit}")
+    return commit
+
+
+if __name__ == "__main__":
+    main()

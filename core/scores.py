@@ -37,21 +37,3 @@ def multilabel_headline(metadata: dict) -> list:
             ("mean average precision", metric(metadata, "mean_average_precision"), None),
             ("precision of the first label", metric(metadata, "precision_at_1"), None)]
     return [row for row in rows if row[1] is not None]
-
-
-def age_gender_headline(metadata: dict) -> list:
-    rows = [("gender accuracy", metric(metadata, "gender_accuracy"),
-             (metric(metadata, "baselines.gender_accuracy_majority"), "majority gender")),
-            ("age error, mean (years)", metric(metadata, "age_mae"),
-             (metric(metadata, "baselines.age_mae_train_mean"), "the training mean age")),
-            ("tilt error, rotation network (degrees)", metric(metadata, "rotation_mae_degrees"),
-             (metric(metadata, "baselines.rotation_mae_best_constant"), "best constant guess")),
-            ("tilt error, eye line (degrees)", metric(metadata, "tilt.eyes_mae"), None)]
-    return [row for row in rows if row[1] is not None]
-
-
-def segmentation_headline(metadata: dict) -> list:
-    return [row for row in [
-        ("Dice, mean over classes", metric(metadata, "dice_mean"),
-         (metric(metadata, "baselines.all_lesion_dice"), "every pixel marked")),
-        ("IoU, mean over classes", metric(metadata, "iou_mean"), None)] if row[1] is not None]

@@ -31,7 +31,7 @@ KIND = "faces"
 PREDICT_OPTIONS = ("tilt_by",)
 # The model training.demo builds when the tab has none: the recipe module whose build_demo makes it, and
 # about how long that takes on 2 CPU cores with another build beside it.
-DEMO_RECIPE, DEMO_SECONDS = "training.age_gender", 60
+DEMO_RECIPE, DEMO_SECONDS = "training.pretrained.age_and_gender", 60
 
 
 class Metadata(schema.TaskMetadata):
@@ -63,8 +63,21 @@ class Metadata(schema.TaskMetadata):
 
 
 METADATA = Metadata
-# The held-out figures shown under the model, next to their baselines.
-headline = scores.age_gender_headline
+
+
+def headline(metadata: dict) -> list:
+    """The held-out figures shown under the model, next to their baselines (core.scores)."""
+    metric = scores.metric
+    rows = [("gender accuracy", metric(metadata, "gender_accuracy"),
+             (metric(metadata, "baselines.gender_accuracy_majority"), "majority gender")),
+            ("age error, mean (years)", metric(metadata, "age_mae"),
+             (metric(metadata, "baselines.age_mae_train_mean"), "the training mean age")),
+            ("tilt error, rotation network (degrees)", metric(metadata, "rotation_mae_degrees"),
+             (metric(metadata, "baselines.rotation_mae_best_constant"), "best constant guess")),
+            ("tilt error, eye line (degrees)", metric(metadata, "tilt.eyes_mae"), None)]
+    return [row for row in rows if row[1] is not None]
+
+
 NO_FACE = "No face found: no gender or age is given."
 BOX_COLOURS = ["#ff3b30", "#34c759", "#007aff", "#ff9500", "#af52de", "#00c7be"]
 SHOWN_SIDE = 160  # straightened crops are shown at this size

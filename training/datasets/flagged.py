@@ -46,7 +46,7 @@ from pathlib import Path, PurePosixPath
 
 from core.flags import IMAGES, METADATA  # the app writes the folder: one name for each part
 from core.images import ImageError, open_image
-from training.datasets.faces import MAX_AGE, MIN_AGE
+from training.datasets.face_records import MAX_AGE, MIN_AGE
 from training.datasets.hub import PREFIX, resolve_data
 from training.datasets.report import DropReport
 from training.inputs import fingerprint

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from training.datasets.faces import FEMALE, MALE, MAX_AGE, MIN_AGE, FaceRecord
+from training.datasets.face_records import FEMALE, MALE, MAX_AGE, MIN_AGE, FaceRecord
 from training.datasets.report import DropReport
 
 DEFAULT_MIN_FACE_SCORE = 1.0

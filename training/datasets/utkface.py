@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.datasets.faces import FEMALE, IMAGE_SUFFIXES, MALE, MAX_AGE, MIN_AGE, FaceRecord
+from training.datasets.face_records import FEMALE, IMAGE_SUFFIXES, MALE, MAX_AGE, MIN_AGE, FaceRecord
 from training.datasets.report import DropReport
 
 

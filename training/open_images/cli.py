@@ -23,8 +23,9 @@ from training.open_images.hierarchy import (
 )
 from training.open_images.http_client import RETRY_AFTER_MAX
 from training.open_images.hub_push import publish
-from training.open_images.manifest import Report, write_manifest
+from training.open_images.manifest import write_manifest
 from training.open_images.origins import MIRROR_URL, ImageOrigin
+from training.open_images.report import Report
 from training.open_images.selection import BoxFilters, Selection, read_boxes, read_images, select
 
 

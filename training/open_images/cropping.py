@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from training.open_images.atomic import write_atomic
 from training.open_images.classes import Class
-from training.open_images.manifest import Report
+from training.open_images.report import Report
 from training.open_images.selection import pixel_box
 
 JPEG_QUALITY = 95  # fixed, so the same inputs give the same bytes

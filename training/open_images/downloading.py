@@ -21,7 +21,7 @@ from training.open_images.atomic import atomic_file, write_atomic
 from training.open_images.breaker import CircuitBreaker, Outcome
 from training.open_images.classes import Class
 from training.open_images.http_client import Failed, RateLimit, Skip, attempts, fetch, pooled_client
-from training.open_images.manifest import Report
+from training.open_images.report import Report
 from training.open_images.selection import Box, assign, pixel_box
 
 # SHA-256 of images served in place of a removed photo without a telling redirect.

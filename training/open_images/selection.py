@@ -12,8 +12,8 @@ from pathlib import Path
 
 from training.open_images.classes import Class
 from training.open_images.csv_files import read_header, stream_csv
-from training.open_images.manifest import Report
 from training.open_images.origins import NOT_HTTP, SCHEMES, ImageOrigin, scheme
+from training.open_images.report import Report
 
 # Open Images' ImageIDs are 16 hex digits; anything else in that column could name a path
 # (../x, /abs/x) where <out>/images/<ImageID>.jpg and the crops are written.

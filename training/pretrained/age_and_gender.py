@@ -85,10 +85,10 @@ def gender_age_network(files: dict):
     return model, provenance, facts
 
 
-def build_bundle(out, workdir, repo: str | None = None) -> None:
+def build_demo(out, workdir, repo: str | None = None) -> None:
     """The age & gender tab's pretrained bundle: the ported networks read gender and age; the
     rotation network, which the package has no counterpart of, is our recipe's, trained on drawn
-    faces (training/synthetic/faces.py) at the same input size. The face is straightened by the eye
+    faces (training/synthetic/drawn_faces.py) at the same input size. The face is straightened by the eye
     line (MTCNN's landmarks: real) unless the user picks the network; the chip is laid out as dlib's."""
     import io
     from pathlib import Path
@@ -98,7 +98,7 @@ def build_bundle(out, workdir, repo: str | None = None) -> None:
 
     from core.bundle import load_network, read_metadata
     from training import age_gender, options, publishing
-    from training.synthetic.faces import make_imdb_wiki, make_utkface
+    from training.synthetic.drawn_faces import make_imdb_wiki, make_utkface
 
     workdir = Path(workdir)
     drawn = workdir / "faces"
@@ -112,7 +112,7 @@ def build_bundle(out, workdir, repo: str | None = None) -> None:
     trained = read_metadata(rotation_run)
     rotation = load_network(rotation_run, "rotation", trained["networks"]["rotation"])
     network, provenance, facts = gender_age_network(packaged())
-    tilt = {**trained["metrics"]["tilt"], "default": "eyes", "measured_on": "drawn faces (training/synthetic/faces.py)"}
+    tilt = {**trained["metrics"]["tilt"], "default": "eyes", "measured_on": "drawn faces (training/synthetic/drawn_faces.py)"}
     metadata = publishing.base_metadata(
         "age_gender", list(GENDERS), CHIP_SIZE,
         {"rotation_mae_degrees": trained["metrics"]["rotation_mae_degrees"], "tilt": tilt,
@@ -122,7 +122,7 @@ def build_bundle(out, workdir, repo: str | None = None) -> None:
          "split": "none", "report": {}},
         options.command("training.demo", ["--only", "age_gender"]),
         backbone="cydral-age-gender (ported from ONNX)", pretrained={**provenance, "as_published": True},
-        rotation={**trained["rotation"], "trained_on": "drawn faces (training/synthetic/faces.py)"},
+        rotation={**trained["rotation"], "trained_on": "drawn faces (training/synthetic/drawn_faces.py)"},
         age={"rmse": None, "range": [0, 80]},
         face={**trained["face"], "chip": "dlib", "chip_padding": facts["padding"], "tilt": tilt})
     licence = publishing.Licence(

@@ -1,6 +1,6 @@
 """Face detection benchmark (not a test): real photos that ship with packages, three detectors.
 
-    python -m bench.faces [--peer-python .venv-peer/bin/python] [--repeats 5]
+    python -m bench.face_detection [--peer-python .venv-peer/bin/python] [--repeats 5]
 
 Detectors:
 - MTCNN, the app's (core.faces.detect_faces at the app's defaults, without the app's cap of
