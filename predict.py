@@ -134,17 +134,15 @@ class Segmenter:
         from PIL import Image
 
         picture, _, box = prepared
-        # Opacity 1: each annotation is then exactly its class's 0/1 mask.
-        (_, annotations), table, summary = self.task.from_output(self.bundle, path, picture, box, output,
-                                                                 self.threshold, 1.0)
+        masks, table, summary = self.task.from_output(self.bundle, picture, box, output, self.threshold)
         threshold = self.bundle.metadata["thresholds"]["global"] if self.threshold is None else self.threshold
         row = {"width": picture.width, "height": picture.height, "threshold": threshold, "summary": summary}
         for name, pixels, percent in table:
             row[f"pixels {name}"], row[f"percent {name}"] = pixels, percent
         self.masks_dir.mkdir(parents=True, exist_ok=True)
-        for mask, label in annotations:
+        for k, label in enumerate(self.bundle.labels):
             file = self.masks_dir / f"{index:06d}_{_safe(Path(path).stem)}_{_safe(label)}.png"
-            Image.fromarray((mask > 0).astype(np.uint8) * 255, "L").save(file)
+            Image.fromarray(masks[..., k].astype(np.uint8) * 255, "L").save(file)
             row[f"mask {label}"] = file.relative_to(self.masks_dir.parent).as_posix()
         return [row]
 
@@ -164,7 +162,7 @@ class Faces:
 
         picture = load_image(path)
         results = self.task.analyse(self.bundle, picture, self.tilt_by)
-        upload = upright_size(path) or picture.size
+        upload = upright_size(picture) or picture.size
         return results, (upload[0] / picture.width, upload[1] / picture.height)
 
     def forward(self, batch):

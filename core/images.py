@@ -36,11 +36,16 @@ class ImageError(InputError):
     """An input that is not a usable image; the message says why, for people."""
 
 
+UPRIGHT_SIZE = "upright_size"  # the key in a loaded picture's `info`
+
+
 def load_image(source, max_pixels: int = MAX_PIXELS, max_side: int = WORKING_SIDE) -> Image.Image:
-    """Decode a path, bytes or PIL image into an upright 8-bit RGB PIL image."""
+    """Decode a path, bytes or PIL image into an upright 8-bit RGB PIL image. Its `info` holds the
+    upload's own size, upright, before any downscaling (`upright_size`)."""
     if isinstance(source, Image.Image):
         return _to_rgb(ImageOps.exif_transpose(source))
     image = open_image(source, max_pixels)
+    stored = image.size
     if image.format == "JPEG":
         # JPEG can decode straight to a smaller scale, which is much cheaper.
         image.draft("RGB", (max_side, max_side))
@@ -50,10 +55,12 @@ def load_image(source, max_pixels: int = MAX_PIXELS, max_side: int = WORKING_SID
             image.load()
     except (OSError, SyntaxError, ValueError) as error:
         raise _decode_error(_source_name(source), error) from None
-    image = ImageOps.exif_transpose(image)
-    image = _to_rgb(image)
+    # Orientations 5-8 turn the picture by a quarter: width and height swap.
+    quarter_turn = image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
+    image = _to_rgb(ImageOps.exif_transpose(image))
     if max(image.size) > max_side:
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    image.info[UPRIGHT_SIZE] = stored[::-1] if quarter_turn else stored
     return image
 
 
@@ -89,7 +96,10 @@ def _source_name(source) -> str:
 
 def upright_size(source) -> tuple[int, int] | None:
     """An upload's (width, height) as `load_image` turns it upright (EXIF orientation), before any
-    downscaling on decode: read from the header only. None when the header cannot be read."""
+    downscaling on decode: what load_image recorded, or read from the header (which for a PNG
+    means decoding it: its EXIF may come after the pixels). None when the header cannot be read."""
+    if isinstance(source, Image.Image) and UPRIGHT_SIZE in source.info:
+        return tuple(source.info[UPRIGHT_SIZE])
     try:
         if isinstance(source, Image.Image):
             image = source

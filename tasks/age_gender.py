@@ -269,7 +269,7 @@ def predict(bundle: Bundle, image, tilt_by: str | None = None):
     lines += [describe(bundle, number, result) for number, result in enumerate(results, 1)]
     # Short captions: a gallery thumbnail holds about 15 characters.
     gallery = [(r.straightened, f"Face {n}: {r.tilt:+.0f}°") for n, r in enumerate(results, 1)]
-    upload = upright_size(image) or picture.size
+    upload = upright_size(picture) or picture.size
     scale = (upload[0] / picture.width, upload[1] / picture.height)
     first = results[0]
     return (annotate(picture, results), gallery, tilt_text(first), first.gender, age_text(bundle, first.age),

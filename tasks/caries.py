@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import io
 from typing import Literal
 
-import numpy as np
 from PIL import Image
 
 from core import flags, schema, scores
 from core.bundle import Bundle
 from core.errors import fraction
-from core.images import WORKING_SIDE, load_image
-from core.segmentation import areas, colors, lesion_masks, letterbox, restore
+from core.images import WORKING_SIDE, load_image, upright_size
+from core.segmentation import areas, blend, colors, lesion_masks, letterbox, resize_mask, restore
 
 NAME = "caries"
 TITLE = "Caries segmentation"
@@ -51,48 +49,42 @@ def headline(metadata: dict) -> list:
 HEADERS = ["Class", "Pixels", "% of image"]
 
 
-def predict(bundle: Bundle, image, threshold: float | None = None, opacity: float = 0.5):
-    """Radiograph -> ((image, [(mask, class)]), area rows, summary).
+# The overlay is drawn at most this long: the page shows less, and a request's time after the
+# network is mostly its picture's encoding (bench/serve.py).
+PREVIEW_SIDE = 1024
 
-    Masks have exactly the size of the decoded image, which is the uploaded image itself
-    unless its long side exceeds 2048 px (then it is downscaled on decode, and the summary
-    says so); areas are counted on those masks. Each mask's values are the opacity where
-    the class is present and 0 elsewhere: gr.AnnotatedImage uses them as the overlay's alpha.
-    """
+
+def predict(bundle: Bundle, image, threshold: float | None = None, opacity: float = 0.5):
+    """Radiograph -> (the radiograph with each class's lesions painted in its colour, at most
+    PREVIEW_SIDE long; area rows; summary).
+
+    Areas are counted on masks of exactly the decoded image's size, which is the uploaded image
+    itself unless its long side exceeds 2048 px (then it is downscaled on decode, and the summary
+    says so)."""
     picture = load_image(image)
     pixels, box = letterbox(picture, bundle.input_size[0])
-    return from_output(bundle, image, picture, box, bundle.network("segmenter")(pixels[None])[0], threshold, opacity)
+    masks, table, text = from_output(bundle, picture, box, bundle.network("segmenter")(pixels[None])[0], threshold)
+    return overlay(picture, masks, bundle.labels, fraction(opacity, "opacity")), table, text
 
 
-def from_output(bundle: Bundle, image, picture, box, output, threshold: float | None = None, opacity: float = 0.5):
-    """The network's output for one letterboxed picture -> what `predict` returns (also for batches:
-    predict.py); `image` is the upload itself, whose header gives its original size."""
+def from_output(bundle: Bundle, picture, box, output, threshold: float | None = None):
+    """The network's output for one letterboxed picture -> (masks, H x W x classes of the picture's
+    size, boolean; area rows; summary): what `predict` shows, and predict.py writes, also for batches."""
     threshold = float(bundle.metadata["thresholds"]["global"]) if threshold is None else fraction(threshold, "threshold")
-    opacity = fraction(opacity, "opacity")
-    probabilities = restore(output, box)
-    masks = lesion_masks(probabilities, bundle.metadata["activation"], threshold)
+    masks = lesion_masks(restore(output, box), bundle.metadata["activation"], threshold)
     rows = areas(masks, bundle.labels)
     table = [[row["class"], row["pixels"], round(float(row["percent"]), 3)] for row in rows]
-    annotations = [(masks[..., k].astype(np.float32) * opacity, label) for k, label in enumerate(bundle.labels)]
-    return (shown(picture), annotations), table, summary(rows, picture.size, original_size(image), threshold)
+    return masks, table, summary(rows, picture.size, upright_size(picture), threshold)
 
 
-def shown(picture) -> np.ndarray:
-    """The base image as sent to the page: one channel when the radiograph is grey, which makes
-    Gradio's PNG encoding of it about 4x faster (measured: 86 vs 371 ms at 1200 x 800)."""
-    pixels = np.asarray(picture)
-    grey = (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
-    return pixels[..., 0] if grey else pixels
-
-
-def original_size(image) -> tuple[int, int] | None:
-    """The uploaded file's own size from its header (the decoded image may be smaller)."""
-    try:
-        source = io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else image
-        with Image.open(source) as file:
-            return file.size
-    except Exception:  # load_image already decoded it; this only feeds a note
-        return None
+def overlay(picture, masks, labels: list[str], opacity: float):
+    """The picture with the masks painted over it, at most PREVIEW_SIDE long (masks scaled with it,
+    nearest neighbour): one picture, encoded once."""
+    scale = min(1.0, PREVIEW_SIDE / max(picture.size))
+    if scale < 1.0:
+        size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+        picture, masks = picture.resize(size, Image.Resampling.BILINEAR), resize_mask(masks, *size)
+    return blend(picture, masks, labels, opacity)
 
 
 def summary(rows, size, original, threshold) -> str:
@@ -110,9 +102,13 @@ def tab(bundle: Bundle, ui, flagging=None):
     import gradio as gr
 
     threshold_default = round(float(bundle.metadata["thresholds"]["global"]), 2)
+    legend = " ".join(f'<span style="color:{colour}">■</span> {label}' for label, colour in colors(bundle.labels).items())
     with gr.Row():
         image = ui.ImageUpload(type="filepath", sources=["upload", "clipboard"], label="Dental radiograph")
-        overlay = gr.AnnotatedImage(label="Lesions", color_map=colors(bundle.labels), format="png", show_legend=True)
+        with gr.Column():
+            # JPEG: a radiograph is a photo-like picture, and one encode of it is most of a request's own time.
+            painted = gr.Image(label="Lesions", type="pil", format="jpeg", interactive=False)
+            gr.Markdown(legend)
     with gr.Row():
         threshold = gr.Slider(0.0, 1.0, value=threshold_default, step=0.01, label="Probability threshold",
                               info=f"A pixel is marked when its lesion probability reaches this; "
@@ -123,7 +119,7 @@ def tab(bundle: Bundle, ui, flagging=None):
                         interactive=False)
     verdict = gr.Textbox(label="Summary", interactive=False)
     handler = ui.guarded(predict, bundle)
-    outputs = [overlay, area, verdict]
+    outputs = [painted, area, verdict]
     button.click(handler, inputs=[image, threshold, opacity], outputs=outputs, api_name=API_NAME,
                  **ui.SHARED)
 

@@ -125,9 +125,10 @@ def test_every_tab_opens_and_the_examples_run(served, browser, tmp_path):
     # Caries: the overlay with its legend, and the area table.
     run_example(page, "Caries segmentation", "Find the lesions")
     expect(page.get_by_role("textbox", name="Summary")).to_have_value(re.compile("% of the image"), timeout=30_000)
-    expect(page.get_by_role("img", name=re.compile("segmentation mask")).first).to_be_visible()
+    painted = page.locator("img[src*='gradio_api/file=']").locator("visible=true")
+    expect(painted.first).to_be_visible()
     labels = json.loads((caries_bundle / "task.json").read_text())["labels"]
-    expect(page.get_by_role("button", name=labels[0], exact=True)).to_be_visible()
+    expect(page.get_by_text(f"■ {labels[0]}").locator("visible=true").first).to_be_visible()  # the legend
     expect(page.get_by_role("grid", name="Area per class")).to_contain_text(labels[0])
     assert page.locator(".toast-body.error, [data-testid='toast-body']").count() == 0
     page.screenshot(path=str(tmp_path / "app.png"), full_page=True)

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import running_app
 from gradio_client import Client, handle_file
 from PIL import Image
+from test_images import bomb_png
 
-from conftest import running_app
 from core.bundle import load_bundle
 from core.segmentation import Letterbox, letterbox_mask, restore
 from tasks import caries as task
-from test_images import bomb_png
 from training import caries, losses, masks_from_annotations
 from training.datasets import segmentation_masks
 from training.synthetic.radiographs import draw_radiograph, make_caries_dataset
@@ -22,6 +22,16 @@ from training.synthetic.radiographs import draw_radiograph, make_caries_dataset
 
 def dice(truth: np.ndarray, predicted: np.ndarray) -> float:
     return 2 * (truth & predicted).sum() / max(truth.sum() + predicted.sum(), 1)
+
+
+def lesions(bundle, path, threshold=None):
+    """(masks at the picture's own size, area rows, summary): what the tab counts, through its own code."""
+    from core.images import load_image
+    from core.segmentation import letterbox
+
+    picture = load_image(path)
+    pixels, box = letterbox(picture, bundle.input_size[0])
+    return task.from_output(bundle, picture, box, bundle.network("segmenter")(pixels[None])[0], threshold)
 
 
 def test_the_unet_learns_lesions_far_above_both_baselines(caries_bundle, caries_data):
@@ -35,9 +45,9 @@ def test_the_unet_learns_lesions_far_above_both_baselines(caries_bundle, caries_
     _, _, test = caries.split(pairs, seed=1337)
     truth_all, predicted_all = [], []
     for pair in test:
-        (image, annotations), table, _ = task.predict(bundle, str(pair.image), metrics["threshold"], 1.0)
+        masks, table, _ = lesions(bundle, str(pair.image), metrics["threshold"])
         truth = np.asarray(Image.open(pair.mask)) == 1
-        predicted = annotations[0][0] > 0
+        predicted = masks[..., 0]
         assert predicted.shape == truth.shape
         truth_all.append(truth.ravel())
         predicted_all.append(predicted.ravel())
@@ -84,10 +94,10 @@ def test_softmax_over_exclusive_classes_learns_both_and_does_not_confuse_them(tw
     threshold = metadata["thresholds"]["global"]
     confusion = np.zeros((3, 3), np.int64)  # truth (background, caries, filling) x prediction
     for image in sorted((held_out / "images").iterdir()):
-        (_, annotations), table, _ = task.predict(bundle, str(image), threshold, 1.0)
+        masks, table, _ = lesions(bundle, str(image), threshold)
         truth = np.asarray(Image.open(held_out / "masks" / f"{image.stem}.png")).astype(np.int64)
-        caries_mask, filling_mask = (mask > 0 for mask, _ in annotations)
-        assert [label for _, label in annotations] == ["caries", "filling"] and caries_mask.shape == truth.shape
+        caries_mask, filling_mask = masks[..., 0], masks[..., 1]
+        assert bundle.labels == ["caries", "filling"] and caries_mask.shape == truth.shape
         assert not (caries_mask & filling_mask).any()  # exclusive: one class per pixel
         assert [row[0] for row in table] == ["caries", "filling", "Any lesion"]
         predicted = caries_mask * 1 + filling_mask * 2
@@ -126,12 +136,11 @@ def test_overlapping_classes_get_one_sigmoid_each(tmp_path):
     assert metadata["activation"] == "sigmoid" and metadata["labels"] == ["caries", "filling"]
     assert metadata["output"] == {"channels": 2, "background_channel": False}
     bundle = load_bundle(tmp_path / "bundle", "caries")
-    (image, annotations), table, _ = task.predict(bundle, str(tmp_path / "images" / items[0][0]), 0.0, 1.0)
+    masks, table, _ = lesions(bundle, str(tmp_path / "images" / items[0][0]), 0.0)
     width, height = items[0][1]
-    assert [label for _, label in annotations] == ["caries", "filling"]
-    assert all(mask.shape == (height, width) for mask, _ in annotations)
+    assert bundle.labels == ["caries", "filling"] and masks.shape == (height, width, 2)
     # Threshold 0 marks every pixel with every class: the sigmoids are independent.
-    assert all((mask > 0).all() for mask, _ in annotations) and table[-1][1] == width * height
+    assert masks.all() and table[-1][1] == width * height
 
 
 def test_bundle_metadata_card_and_overlays(caries_bundle):
@@ -160,22 +169,25 @@ def test_the_mask_has_exactly_the_image_size(caries_bundle, tmp_path, size, mode
         picture = Image.fromarray(grey, "L").convert(mode)
     path = tmp_path / "xray.png"
     picture.save(path)
-    (image, annotations), table, summary = task.predict(bundle, str(path), 0.5, 0.4)
+    painted, table, summary = task.predict(bundle, str(path), 0.5, 0.4)
     width, height = size
-    assert image.shape[:2] == (height, width)
-    mask = annotations[0][0]
-    assert mask.shape == (height, width) and set(np.unique(mask)) <= {0.0, np.float32(0.4)}
-    assert table[0][0] == "caries" and table[0][1] == int((mask > 0).sum())
-    assert table[0][2] == pytest.approx(round(100 * (mask > 0).mean(), 3))
+    assert painted.mode == "RGB" and max(painted.size) <= task.PREVIEW_SIDE
+    masks, _, _ = lesions(bundle, str(path), 0.5)
+    mask = masks[..., 0]
+    assert mask.shape == (height, width)
+    assert table[0][0] == "caries" and table[0][1] == int(mask.sum())
+    assert table[0][2] == pytest.approx(round(100 * mask.mean(), 3))
 
 
 def test_images_over_2048_px_give_masks_at_the_decoded_size_and_say_so(caries_bundle, tmp_path):
     bundle = load_bundle(caries_bundle, "caries")
     grey, _ = draw_radiograph(np.random.default_rng(1), 600, 200)
     Image.fromarray(grey, "L").resize((3000, 1000)).save(tmp_path / "big.png")
-    (image, annotations), _, summary = task.predict(bundle, str(tmp_path / "big.png"))
-    assert image.shape[:2] == annotations[0][0].shape == (683, 2048)
+    masks, _, summary = lesions(bundle, str(tmp_path / "big.png"))
+    assert masks.shape[:2] == (683, 2048)  # the decoded size: areas are counted there
     assert "3000 x 1000 upload was downscaled to 2048 x 683" in summary
+    painted, _, _ = task.predict(bundle, str(tmp_path / "big.png"))
+    assert painted.size == (task.PREVIEW_SIDE, round(683 * task.PREVIEW_SIDE / 2048))  # what the page shows
 
 
 def test_letterbox_restores_a_mask_exactly_when_the_network_side_is_larger():
@@ -258,19 +270,20 @@ def test_live_endpoint_returns_the_overlay_and_the_areas(caries_app, caries_bund
     _, client = caries_app
     example = sorted((caries_bundle / "examples").iterdir())[0]
     width, height = Image.open(example).size
-    overlay, table, summary = client.predict(handle_file(str(example)), 0.5, 0.6, api_name="/caries")
-    # gradio_client downloads the base image and each class's mask and returns their paths.
-    assert Image.open(overlay["image"]).size == (width, height)
-    (annotation,) = overlay["annotations"]
-    assert annotation["label"] == "caries"
-    mask = np.asarray(Image.open(annotation["image"]))
-    assert mask.shape == (height, width, 4)
-    alpha = mask[..., 3]
-    assert set(np.unique(alpha)) <= {0, round(0.6 * 255), int(0.6 * 255)}
+    painted, table, summary = client.predict(handle_file(str(example)), 0.5, 0.6, api_name="/caries")
+    # gradio_client downloads the painted radiograph: one picture, the lesions in the class's colour.
+    shown = np.asarray(Image.open(painted).convert("RGB"), np.float32)
+    assert shown.shape[:2] == (height, width)  # small enough to be shown at its own size
+    bundle = load_bundle(caries_bundle, "caries")
+    masks, expected, _ = lesions(bundle, str(example), 0.5)
+    original = np.asarray(Image.open(example).convert("RGB"), np.float32)
+    # Where a lesion is marked the colour moved the pixel; elsewhere only JPEG's noise did.
+    moved = np.abs(shown - original).mean(axis=-1)
+    assert masks[..., 0].any() and moved[masks[..., 0]].mean() > 4 * moved[~masks[..., 0]].mean()
     assert table["headers"] == ["Class", "Pixels", "% of image"]
     row = table["data"][0]
-    assert row[0] == "caries" and row[1] == int((alpha > 0).sum()) > 0
-    assert row[2] == pytest.approx(100 * (alpha > 0).mean(), abs=1e-3)
+    assert row[0] == "caries" and row[1] == expected[0][1] == int(masks[..., 0].sum()) > 0
+    assert row[2] == pytest.approx(100 * masks[..., 0].mean(), abs=1e-3)
     assert "% of the image" in summary
     # A lower threshold never marks less.
     _, lower, _ = client.predict(handle_file(str(example)), 0.05, 0.6, api_name="/caries")
