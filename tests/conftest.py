@@ -48,7 +48,18 @@ def built_once(tmp_path_factory, name: str, build):
 SLOWEST_FIRST = ["test_pretrained.py", "test_training_runs.py", "test_age_gender.py", "test_browser.py"]
 
 
+# Fixtures that train a network, or start the app or a browser: a test that uses one, directly or
+# through another fixture, is marked slow (pytest.ini). The quick tier is `pytest -m "not slow"`.
+SLOW_FIXTURES = {"dog_bundle", "hashtag_bundle", "genre_bundle", "caries_bundle", "age_gender_trained",
+                 "pretrained_dog_bundle", "pretrained_age_gender_bundle", "dog_comparison", "pretrained_file",
+                 "app", "served", "caries_app", "browser", "region_bundle", "two_kinds_bundle", "published",
+                 "sandwich_bundle", "crops"}
+
+
 def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
     rank = {name: place for place, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 

@@ -444,6 +444,7 @@ def test_the_face_crop_is_calibrated_on_the_training_faces(age_gender_trained):
     assert len(ratios) >= 5 and abs(np.median(ratios) - 1) < 0.1, ratios
 
 
+@pytest.mark.slow
 def test_a_from_scratch_backbone_validates_what_it_learns_and_both_tilts_are_measured(faces_data, tmp_path):
     """Seen with a from-scratch Xception: training gender accuracy climbing to 1.0 while validation
     stayed at the majority share with a loss of ln 2 — BatchNorm's moving averages (Keras' 0.99)

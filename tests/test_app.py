@@ -156,6 +156,7 @@ def test_only_the_files_the_page_shows_can_be_fetched(app, app_root):
         assert refused.value.code in (403, 404)
 
 
+@pytest.mark.slow
 def test_a_taken_port_moves_the_app_to_the_next_free_one_unless_one_was_asked(tmp_path):
     empty = tmp_path / "models"
     empty.mkdir()
@@ -179,6 +180,7 @@ def test_a_taken_port_moves_the_app_to_the_next_free_one_unless_one_was_asked(tm
         assert explicit.returncode != 0 and str(port) in explicit.stdout + explicit.stderr
 
 
+@pytest.mark.slow
 def test_a_bundle_in_the_first_format_is_still_served(models_with, dogs_data):
     """A bundle as the app's first format wrote it (each network a `.keras` archive, compiled with
     its optimizer state): made by this project at commit a62f15c, kept in tests/fixtures."""

@@ -82,6 +82,7 @@ def two_kinds_bundle(tmp_path_factory):
     return root / "bundle", masks_from_vott(root / "held_out", count=16, seed=3)
 
 
+@pytest.mark.slow
 def test_softmax_over_exclusive_classes_learns_both_and_does_not_confuse_them(two_kinds_bundle):
     """Two exclusive classes -> softmax over background + classes. On fresh radiographs (another
     seed, through the tab's own predict at the image's size) each class is found where it is and
@@ -118,6 +119,7 @@ def test_softmax_over_exclusive_classes_learns_both_and_does_not_confuse_them(tw
     assert metadata["metrics"]["dice_mean"] > 0.6  # the recipe's own (small) test split agrees
 
 
+@pytest.mark.slow
 def test_overlapping_classes_get_one_sigmoid_each(tmp_path):
     """Where shapes of two classes overlap, training.caries_masks adds one-hot .npy masks and the
     recipe switches to one sigmoid per class; a pixel may then carry both classes."""

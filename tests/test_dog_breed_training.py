@@ -68,6 +68,7 @@ def test_bundle_metadata_and_card(dog_bundle, dogs_data):
     assert len(list((dog_bundle / "examples").iterdir())) == 3
 
 
+@pytest.mark.slow
 def test_learns_without_lists_and_reports_bad_files(tmp_path):
     """The Kaggle layout (no .mat lists): stratified split; broken files are skipped and reported."""
     data = make_stanford_dogs(tmp_path / "dogs", breeds=4, per_breed=30, size=128, lists=None, seed=3)
@@ -89,6 +90,7 @@ def test_lists_in_a_lists_folder_are_found(tmp_path):
     assert stanford_dogs.read_list(data / "lists" / "test_list.mat")[0] == "n02085620-Chihuahua/n02085620_1000.jpg"
 
 
+@pytest.mark.slow
 def test_unreachable_imagenet_weights_say_how_to_fix_it(tmp_path):
     data = make_stanford_dogs(tmp_path / "dogs", breeds=2, per_breed=12, size=64)
     result = subprocess.run(

@@ -31,6 +31,7 @@ def test_dog_breed_flags_join_the_training_split_and_are_counted(dog_comparison,
     assert dataset["sha256"] != inputs.fingerprint(list((dogs_data / "Images").rglob("*.jpg")), dogs_data)
 
 
+@pytest.mark.slow
 def test_multilabel_flags_join_the_training_split_and_are_counted(poster_data, tmp_path):
     rows, genres, _ = read_posters(poster_data)
     usable = [(path, labels) for _, path, labels in rows
@@ -123,6 +124,7 @@ def test_caries_takes_annotated_radiographs_and_says_why_not_flags(tmp_path):
     assert [p.image.name for p in pairs] == ["r1.png"] and not overlapping and not dropped.counts
 
 
+@pytest.mark.slow
 def test_a_recipe_trains_on_flags_pinned_on_the_hub(dogs_data, tmp_path):
     """--extra-data hf://datasets/OWNER/NAME@COMMIT: flags as a running app pushes them (a folder per
     flags file under each task's), downloaded at that commit, the task's files only, recorded by

@@ -179,6 +179,7 @@ def test_flags_on_a_space_reach_the_flags_repo_when_the_app_stops_and_train_from
     assert card_of(files).data.configs == [{"config_name": "dog_breed", "data_dir": "dog_breed"}]
 
 
+@pytest.mark.slow
 def test_a_restarted_space_adds_its_flags_beside_those_pushed_before(tmp_path):
     """Each start of a Space has an empty disk and a new flags file: the scheduler pushes it to a
     folder of its own, every few minutes while the app runs, and the lines pushed before stay.
@@ -223,6 +224,7 @@ def test_a_space_without_a_flags_repo_says_flags_last_until_it_restarts(dog_bund
     assert "(FLAG_REPO)" in text
 
 
+@pytest.mark.slow
 def test_a_flags_repo_that_cannot_be_used_is_said_and_flags_stay(tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"
     scheduler, notice = flags_hub.keep_flags(tmp_path, "team/flags", 5, True, api=HfApi(endpoint=dead, token=TOKEN))
@@ -236,6 +238,7 @@ def test_a_flags_repo_that_cannot_be_used_is_said_and_flags_stay(tmp_path):
 
 # --- read back ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_hub_reference_that_cannot_be_read_says_why(tmp_path):
     with pytest.raises(SystemExit, match="names no commit"):
         flagged.read_flagged("hf://datasets/team/flags", "dog_breed", "single", ["Beagle"])

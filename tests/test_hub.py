@@ -20,6 +20,7 @@ def bundle_files(bundle):
     return {str(p.relative_to(bundle)): p.read_bytes() for p in bundle.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_training_command_pushes_the_bundle_with_its_card(tmp_path):
     data = make_stanford_dogs(tmp_path / "dogs", breeds=3, per_breed=12, size=64)
 
@@ -59,6 +60,7 @@ def test_training_command_pushes_the_bundle_with_its_card(tmp_path):
         assert second == bundle_files(tmp_path / "bundle") and not any(name.startswith("examples/") for name in second)
 
 
+@pytest.mark.slow
 def test_a_pin_that_is_not_a_commit_is_refused_with_how_to_pin(tmp_path):
     config = tmp_path / "hub.json"
     config.write_text(json.dumps({"dog_breed": {"repo_id": REPO}, "hashtags": {"repo_id": REPO, "revision": "main"}}))
@@ -89,6 +91,7 @@ def pin(tmp_path, revision):
     return config
 
 
+@pytest.mark.slow
 def test_app_downloads_the_pinned_commit_then_reuses_the_cache(hub_with_two_commits, tmp_path, dogs_data):
     hub, first = hub_with_two_commits
     hf_home = tmp_path / "hf"
@@ -117,6 +120,7 @@ def test_app_downloads_the_pinned_commit_then_reuses_the_cache(hub_with_two_comm
         assert f"Model: `{REPO}@{first}`" in text and "Could not download" not in text
 
 
+@pytest.mark.slow
 def test_unreachable_hub_leaves_the_app_up_with_a_notice(dog_bundle, models_with, tmp_path, dogs_data):
     root = models_with(demo__dog_breed=dog_bundle)  # only a demo model locally
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
@@ -149,6 +153,7 @@ def real_photo(name: str, folder) -> str:
     return name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["dog_bundle", "hashtag_bundle", "caries_bundle", "age_gender_trained"])
 def test_the_cards_snippet_runs_verbatim_where_only_keras_and_the_hub_are(fixture, request, tmp_path):
     """Every kind of bundle, published: the model page's own snippet (its card's "How to use") and

@@ -93,6 +93,7 @@ def saved_and_loaded(model, tmp_path):
     return keras.saving.load_model(path, compile=False, safe_mode=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [*backbones.APPLICATIONS, *backbones.SCRATCH])
 def test_every_backbone_can_be_explained(name, tmp_path):
     """The feature map is found inside the nested backbone, the rebuilt network computes exactly the
@@ -109,6 +110,7 @@ def test_every_backbone_can_be_explained(name, tmp_path):
     assert 0.0 <= heat.min() and heat.max() <= 1.0 and np.isfinite(heat).all()
 
 
+@pytest.mark.slow
 def test_the_two_output_age_and_gender_network_can_be_explained(tmp_path):
     model, _ = age_gender.build_gender_age_network(71, "xception", "none", age_mean=35.0, age_std=12.0)
     model = saved_and_loaded(model, tmp_path)

@@ -19,6 +19,7 @@ REAL_HARRISON = ROOT.parent / "shared" / "datasets" / "harrison-labels"
 
 # --- learning, in each real layout -------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bundle_fixture", ["hashtag_bundle", "genre_bundle"])
 def test_learns_far_above_both_baselines(bundle_fixture, request):
     metadata = json.loads((request.getfixturevalue(bundle_fixture) / "task.json").read_text())
@@ -30,6 +31,7 @@ def test_learns_far_above_both_baselines(bundle_fixture, request):
     assert {"precision_at_1", "recall_at_5", "f1_macro", "per_label"} <= set(metrics)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bundle_fixture", ["hashtag_bundle", "genre_bundle"])
 def test_thresholds_round_trip_through_the_bundle(bundle_fixture, request):
     path = request.getfixturevalue(bundle_fixture)

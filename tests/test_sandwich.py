@@ -151,6 +151,7 @@ def test_unusable_data_folder_says_what_is_expected(tmp_path):
         image_folders.read_crops(tmp_path)
 
 
+@pytest.mark.slow
 def test_live_endpoint(sandwich_bundle, crops, tmp_path):
     root = tmp_path / "models"
     shutil.copytree(sandwich_bundle, root / "sandwich")

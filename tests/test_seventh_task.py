@@ -8,10 +8,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+from conftest import ROOT, page_text, running_app
 from gradio_client import Client, handle_file
 from PIL import Image
-
-from conftest import ROOT, page_text, running_app
 
 TASK = '''
 """Brightness: is a picture dark or light? A toy task: the mean of its pixels, as a network."""
@@ -65,6 +65,7 @@ def build_demo(out, workdir):
 '''
 
 
+@pytest.mark.slow
 def test_a_seventh_task_is_built_served_and_predicted_without_touching_shared_code(tmp_path):
     (tmp_path / "brightness.py").write_text(textwrap.dedent(TASK))
     (tmp_path / "brightness_recipe.py").write_text(textwrap.dedent(RECIPE))

@@ -6,10 +6,10 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import yaml
-from gradio_client import Client, handle_file
-
 from conftest import ROOT, page_text, running_app
+from gradio_client import Client, handle_file
 from hub_server import FakeHub, hub_env
 
 
@@ -29,6 +29,7 @@ def test_a_space_start_builds_the_missing_demo_model_and_serves_it(dog_bundle, h
         assert verdict["label"] in ("Hamburger", "Sandwich")
 
 
+@pytest.mark.slow
 def test_on_a_space_a_tab_without_a_model_speaks_to_the_owner(tmp_path):
     empty = tmp_path / "models"
     empty.mkdir()
@@ -38,6 +39,7 @@ def test_on_a_space_a_tab_without_a_model_speaks_to_the_owner(tmp_path):
         assert "python -m training.dog_breed" not in text  # a visitor cannot run commands
 
 
+@pytest.mark.slow
 def test_space_config_is_written_from_the_pins(dog_bundle, tmp_path):
     readme = tmp_path / "README.md"
     shutil.copy(ROOT / "README.md", readme)

@@ -35,6 +35,7 @@ def epochs_logged(bundle, stage="classifier-1"):
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_the_same_command_finishes_it(dogs_data, tmp_path):
     out = tmp_path / "dog_breed"
     # Run from a folder holding the data and the bundle, as a user runs it from their project: the
@@ -78,6 +79,7 @@ def test_kill_9_mid_run_then_the_same_command_finishes_it(dogs_data, tmp_path):
     assert load_bundle(out, "dog_breed").labels == metadata["labels"]
 
 
+@pytest.mark.slow
 def test_a_work_folder_of_other_settings_is_not_resumed(dogs_data, tmp_path):
     out = tmp_path / "bundle"
     work = out.with_name("bundle.work")
@@ -99,6 +101,7 @@ MIRRORED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_devices_learns(dogs_data, tmp_path):
     """The CPU split into two logical devices stands in for two GPUs: MirroredStrategy takes both,
     each step sees twice the per-device batch (half the steps of one device), and the model learns.
@@ -118,6 +121,7 @@ def test_mirrored_over_two_devices_learns(dogs_data, tmp_path):
     assert len(list(cache.rglob("*.npz"))) == 6 * 30
 
 
+@pytest.mark.slow
 def test_mixed_precision_trains_and_the_bundle_is_float32(dogs_data, tmp_path):
     from training import dog_breed
 
