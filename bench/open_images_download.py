@@ -5,7 +5,7 @@ builder's download step with its pooled urllib3 client, and with the urllib code
     python -m bench.open_images_download [--images 400] [--workers 8] [--latency 0.02]
                                          [--connect-latency 0.0] [--repeat 3] [--baseline REV]
 
-The server is tests/open_images_server.py's FakeFlickr: --latency delays every answer (a
+The server is tests/support/open_images_server.py's FakeFlickr: --latency delays every answer (a
 server's time to first byte), --connect-latency the first answer on each new connection (the
 round trips of a TCP and TLS handshake, which loopback does not have). The image is
 scikit-image's astronaut photo as a JPEG, served under --images names; every download is
@@ -94,7 +94,7 @@ def main(argv=None):
     parser.add_argument("--baseline", help="git revision of training/open_images.py to compare with")
     args = parser.parse_args(argv)
 
-    from open_images_server import FakeFlickr
+    from support.open_images_server import FakeFlickr
 
     body = photo()
     work = Path(tempfile.mkdtemp(prefix="bench_open_images_"))

@@ -134,7 +134,7 @@ def test_a_recipe_trains_on_flags_pinned_on_the_hub(dogs_data, tmp_path):
     import sys
 
     from conftest import ROOT
-    from hub_server import FakeHub, hub_env
+    from support.hub_server import FakeHub, hub_env
     from training.datasets.stanford_dogs import read_stanford_dogs, readable_breed
 
     folders, (train, val, test), _, _ = read_stanford_dogs(dogs_data, False, 1337)

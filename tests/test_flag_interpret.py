@@ -17,7 +17,7 @@ from PIL import Image
 
 from conftest import ROOT, running_app
 from core import flags
-from hub_server import FakeHub, hub_env
+from support.hub_server import FakeHub, hub_env
 
 KEYS = ["file_name", "task", "answer", "correction", "comment", "origin", "time"]
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from conftest import ROOT, free_port, page_text, running_app
 from core import flags, flags_hub
-from hub_server import FakeHub, hub_env
+from support.hub_server import FakeHub, hub_env
 from training.datasets import flagged
 
 DARKNET = Path("/usr/share/darknet/data")  # Debian's darknet-data: real photos

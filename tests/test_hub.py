@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import ROOT, free_port, page_text, running_app
 from gradio_client import Client, handle_file
-from hub_server import FakeHub, hub_env
+from support.hub_server import FakeHub, hub_env
 
 from training.synthetic.dogs import make_stanford_dogs
 

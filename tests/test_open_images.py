@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT
-from hub_server import FakeHub, hub_env
-from open_images_server import (
+from support.hub_server import FakeHub, hub_env
+from support.open_images_server import (
     FakeFlickr,
     box_row,
     image_id,

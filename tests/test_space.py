@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import ROOT, page_text, running_app
 from gradio_client import Client, handle_file
-from hub_server import FakeHub, hub_env
+from support.hub_server import FakeHub, hub_env
 
 
 def test_a_space_start_builds_the_missing_demo_model_and_serves_it(dog_bundle, hashtag_bundle, genre_bundle,

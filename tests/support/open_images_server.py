@@ -25,7 +25,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from loopback import LoopbackServer
+from support.loopback import LoopbackServer
 from PIL import Image, ImageDraw
 
 BOX_HEADER = ["ImageID", "Source", "LabelName", "Confidence", "XMin", "XMax", "YMin", "YMax",

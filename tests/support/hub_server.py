@@ -20,7 +20,7 @@ import threading
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import unquote, urlparse
 
-from loopback import LoopbackServer
+from support.loopback import LoopbackServer
 
 
 def hub_env(hub_url, hf_home, **extra) -> dict:
