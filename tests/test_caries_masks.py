@@ -490,5 +490,6 @@ def test_blend_paints_each_class_in_its_palette_colour():
     for k in range(3):
         hex_colour = PALETTE[k]
         rgb = [int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]
-        assert painted[0, k].tolist() == np.round((100 + np.array(rgb)) / 2).tolist()  # halves to even
+        # Half of each (opacity 0.5 is 128/255 in 8 bits: within one level of the exact half).
+        assert np.abs(painted[0, k] - (100 + np.array(rgb)) / 2).max() <= 1
     assert (painted[1] == 100).all()
