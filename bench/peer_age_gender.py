@@ -119,6 +119,8 @@ def predict(paths, boxes_json: str | None):
     predictor = AgeAndGender()
     frontend = FaceFrontend(bundled_models())
     boxes = json.loads(boxes_json) if boxes_json else {}
+    if paths:  # onnxruntime's first run builds its sessions' kernels: not part of a request
+        predictor.predict(photo(paths[0]))
     for path in paths:
         image = photo(path)
         given = [(top, left + width - 1, top + height - 1, left) for left, top, width, height in boxes.get(path, [])]
