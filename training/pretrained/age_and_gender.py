@@ -11,7 +11,7 @@ years}. Normalisation and the age expectation are layers inside, so the network 
 
 The face chip's geometry matters as much as the weights: the package aligns each face with dlib's
 5-point landmarks and takes a chip with 20 % padding (manifest: face_chip_padding). The app reproduces
-it from MTCNN's eye centres (core.faces.eye_chip_region); the bundle's face block says so.
+it from MTCNN's eyes and nose (core.faces.chip_region); the bundle's face block says so.
 """
 
 from __future__ import annotations
@@ -79,10 +79,14 @@ def gender_age_network(files: dict):
     expectation.set_weights([np.asarray(facts["age_weights"], np.float32).reshape(-1, 1)])
     gender_probabilities = layers.Identity(name="gender")(gender(layers.AveragePooling2D(2, name="to_32")(inputs)))
     model = keras.Model(inputs, {"gender": gender_probabilities, "age": age}, name="gender_age")
-    provenance = {"package": PACKAGE, "version": VERSION, "licence": facts["licence"],
-                  "attribution": facts["attribution"], "source": facts["source"],
-                  "files": {key: file.provenance() for key, file in files.items()}}
-    return model, provenance, facts
+    return model, weights_provenance(files), facts
+
+
+def weights_provenance(files: dict) -> dict:
+    """The package, its version, the networks' licence and source, and each file's hash (task.json)."""
+    facts = read_manifest(files["manifest"].data)
+    return {"package": PACKAGE, "version": VERSION, "licence": facts["licence"], "attribution": facts["attribution"],
+            "source": facts["source"], "files": {key: file.provenance() for key, file in files.items()}}
 
 
 def build_demo(out, workdir, repo: str | None = None) -> None:

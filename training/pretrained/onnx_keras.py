@@ -37,6 +37,11 @@ def to_keras(onnx_bytes: bytes, name: str, preprocessing=None):
     inputs = keras.Input((height, width, channels), name="image")
     tensors = {graph_input.name: preprocessing(inputs) if preprocessing is not None else inputs}
     scales = {}  # a Mul by a per-channel scale, waiting for the Add of its offset
+    convolutions = {}  # a Conv's output: (its layer, kernel, bias), for an affine to fold into
+    readers = {}  # how many nodes read each tensor
+    for node in graph.node:
+        for tensor in node.input:
+            readers[tensor] = readers.get(tensor, 0) + 1
     count = 0
 
     def named(kind):
@@ -63,13 +68,22 @@ def to_keras(onnx_bytes: bytes, name: str, preprocessing=None):
             layer = layers.Conv2D(kernel.shape[0], size, strides=stride, padding=padding, name=named("conv"))
             tensors[out] = layer(tensors[source])
             layer.set_weights([kernel.transpose(2, 3, 1, 0), bias])
+            convolutions[out] = (layer, kernel.transpose(2, 3, 1, 0), bias)
         elif op == "Mul" and operand is not None and operand.ndim == 4:
             scales[out] = (source, operand.reshape(-1))
         elif op == "Add" and node.input[0] in scales and operand is not None:
             scaled, scale = scales.pop(node.input[0])
-            layer = layers.DepthwiseConv2D(1, name=named("affine"))
-            tensors[out] = layer(tensors[scaled])
-            layer.set_weights([scale.reshape(1, 1, -1, 1), operand.reshape(-1)])
+            if scaled in convolutions and readers.get(scaled) == 1:
+                # Folded into the convolution it follows (dlib's conv, then its frozen batch norm):
+                # one layer less, and no DepthwiseConv2D + Add + Relu chain, which TensorFlow's graph
+                # optimiser fails to fuse ("empty op name") and then leaves unoptimised.
+                layer, kernel, bias = convolutions[scaled]
+                layer.set_weights([kernel * scale, bias * scale + operand.reshape(-1)])
+                tensors[out] = tensors[scaled]
+            else:
+                layer = layers.DepthwiseConv2D(1, name=named("affine"))
+                tensors[out] = layer(tensors[scaled])
+                layer.set_weights([scale.reshape(1, 1, -1, 1), operand.reshape(-1)])
         elif op == "Mul" and operand is not None and operand.size == 1:
             tensors[out] = layers.Rescaling(float(operand.reshape(-1)[0]), name=named("multiply"))(tensors[source])
         elif op == "Relu":
