@@ -11,15 +11,15 @@ from datetime import date
 
 import numpy as np
 import pytest
+from conftest import page_text, running_app
 from gradio_client import Client, handle_file
 from PIL import Image, ImageDraw
+from skimage import data
 
-from conftest import page_text, running_app
 from core import faces
 from core.bundle import load_bundle
 from training import age_gender
-from training.datasets import face_datasets
-from training.datasets import flagged, imdb_wiki, utkface
+from training.datasets import face_datasets, flagged, imdb_wiki, utkface
 from training.datasets.face_records import GENDERS
 from training.synthetic.drawn_faces import draw_face, matlab_datenum, write_imdb_wiki_mat
 
@@ -229,6 +229,12 @@ def test_a_flagged_photo_is_cropped_and_straightened_as_the_app_does(tmp_path):
     upright = age_gender.turned(age_gender.contexts([record], 96, None).decoded(0)[0], 0.0, 96)
     found = faces.detect_faces(Image.fromarray(upright).resize((192, 192)))
     assert found and abs(found[0].eye_tilt) < 10, [f.eye_tilt for f in found]
+    # A picture without a face got no gender or age on the tab: its correction is of nothing.
+    Image.fromarray(data.coffee()).save(tmp_path / "images" / "coffee.png")
+    (tmp_path / "metadata.jsonl").write_text(json.dumps(
+        {"file_name": "images/coffee.png", "task": "age_gender", "correction": {"gender": "Male", "age": 30}}))
+    flag, = flagged.read_flagged(tmp_path, "age_gender", "age_gender", list(GENDERS)).flags
+    assert age_gender.flagged_face(flag, crop_scale=1.25) is None
 
 
 def test_eye_tilt_is_the_eye_line_counter_clockwise_over_the_whole_circle():

@@ -105,17 +105,17 @@ def calibrate_crop_scale(records, rng: np.random.Generator) -> tuple[float, int]
     return round(float(np.median(ratios)), 3), len(ratios)
 
 
-def flagged_face(flag, crop_scale: float) -> FaceRecord:
+def flagged_face(flag, crop_scale: float) -> FaceRecord | None:
     """A picture flagged in the app, as the app read it: its most confident face (face 1, whose
     gender and age the tab headlines and the flag corrects) found by the same detector, cropped at
     `crop_scale` times the detector's box and straightened by the eye line, as the app straightens
-    it; without a face, the whole picture as one centred face (the app's fallback too).
+    it; None without a face (the app gives no gender or age there, so the correction is of nothing).
     ImageError if the picture cannot be decoded."""
     gender, age = flag.correction
     image = load_image(flag.path)
     found = faces.detect_faces(image, max_faces=1)
     if not found:
-        return FaceRecord(flag.path, gender, age, "flagged")
+        return None
     face = found[0]
     return FaceRecord(flag.path, gender, age, "flagged", centre=face.centre, side=face.side * crop_scale,
                       tilt=face.eye_tilt or 0.0)
@@ -381,10 +381,15 @@ def main(argv=None):
         located = []
         for flag in flagged.flags:
             try:
-                extra.append(flagged_face(flag, crop_scale))
-                located.append(flag)
+                face = flagged_face(flag, crop_scale)
             except ImageError as error:
                 flagged.dropped.drop("unreadable_image", f"line {flag.line}: {error}")
+                continue
+            if face is None:
+                flagged.dropped.drop("no_face", f"line {flag.line}: no face found in {flag.path.name}")
+                continue
+            extra.append(face)
+            located.append(flag)
         flagged.flags = located
         print(flagged.describe())
     print(f"{len(records)} faces; {len(parts[0]) + len(extra)} train" + (f" ({len(extra)} flagged)" if flagged else "")
