@@ -14,7 +14,7 @@ more when it stops:
 restarted Space starts a new file, which goes to a folder of its own instead of replacing the
 lines pushed before; a file that keeps growing (a disk that outlives restarts) keeps its folder.
 Each task is a config of the dataset (`load_dataset(REPO, "dog_breed")`), and a recipe trains on
-a commit of it with `--extra-data hf://datasets/OWNER/NAME@COMMIT`.
+a commit of it with `--flags hf://datasets/OWNER/NAME@COMMIT`.
 
 `python -m core.flags push FOLDER --repo R` pushes one task's folder as the repo itself
 (`metadata.jsonl`, `images/`), keeping the lines of an earlier push the folder no longer has.
@@ -155,7 +155,7 @@ flags = {loading}
 ```
 
 A recipe trains on the corrections of a commit of this repo (the training split only):
-`python -m training.{tasks[0]} --data ... --out ... --extra-data hf://datasets/{repo_id}@COMMIT`.
+`python -m training.{tasks[0]} --data ... --out ... --flags hf://datasets/{repo_id}@COMMIT`.
 
 ## Terms
 

@@ -327,7 +327,7 @@ TINY_TRAINING = ["--image-size", "32", "--epochs", "6", "--patience", "6", "--fi
 @pytest.fixture(scope="session")
 def dog_comparison(dogs_data, dog_bundle, tmp_path_factory):
     """The dog-breed recipe comparing conv4-gap and conv3-dense with corrections flagged in the app
-    (--extra-data), run as a person would after a first attempt failed at its second backbone (a
+    (--flags), run as a person would after a first attempt failed at its second backbone (a
     weights file that is not there): (bundle, the flags folder, the training samples the reader
     gives, the second run's output). The second run must pick the comparison up where it stopped.
     The folder holds hand-written lines of every kind, then one flag made through the live app's
@@ -359,7 +359,7 @@ def dog_comparison(dogs_data, dog_bundle, tmp_path_factory):
             said = client.predict(handle_file(str(live.path)), answer, breeds[live.label], "",
                                   api_name="/dog_breed_flag")
             assert said.startswith("Flagged"), said
-        common = ["--data", str(dogs_data), "--out", str(root / "dog_breed"), "--extra-data", str(flags),
+        common = ["--data", str(dogs_data), "--out", str(root / "dog_breed"), "--flags", str(flags),
                   *TINY_TRAINING]
         with pytest.raises(SystemExit, match="no such file"):
             dog_breed.main([*common, "--backbone", "conv4-gap", "mobilenetv2", "--weights", str(root / "missing.h5")])

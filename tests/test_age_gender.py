@@ -213,7 +213,7 @@ def test_the_tilt_from_the_eyes_matches_a_known_turn(angle):
 
 
 def test_a_flagged_photo_is_cropped_and_straightened_as_the_app_does(tmp_path):
-    """A picture flagged on the tab (--extra-data) is a whole photo, not a dataset crop: training
+    """A picture flagged on the tab (--flags) is a whole photo, not a dataset crop: training
     finds its face 1 with the app's detector, crops it at the crop scale and straightens it by the
     eye line, as the app does before reading gender and age."""
     photo, centre = astronaut(25)

@@ -12,10 +12,9 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import ROOT, page_text, running_app
 from gradio_client import Client, handle_file
 from PIL import Image
-
-from conftest import ROOT, page_text, running_app
 from test_images import bomb_png
 
 

@@ -7,9 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import running_app
 from PIL import Image
 
-from conftest import running_app
 from core.ui import HEATMAP_LABEL
 from tasks import TASKS
 

@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 import yaml
-
 from conftest import QUICK_TRAINING, ROOT
+
 from core.bundle import load_bundle
 from core.preprocess import model_input
 from training import dog_breed, inputs

@@ -1,4 +1,4 @@
-"""--extra-data: corrections flagged in the app (an imagefolder: images/ + metadata.jsonl) join the
+"""--flags (formerly --extra-data): corrections flagged in the app (an imagefolder: images/ + metadata.jsonl) join the
 training split only; every line that cannot be used is skipped and counted by reason."""
 
 import json
@@ -6,9 +6,9 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import TINY_TRAINING, write_flags
 from PIL import Image
 
-from conftest import TINY_TRAINING, write_flags
 from training import caries, dog_breed, inputs, movie_genres, multilabel
 from training.datasets import flagged
 from training.datasets.movie_posters import read_posters
@@ -41,7 +41,7 @@ def test_multilabel_flags_join_the_training_split_and_are_counted(poster_data, t
     write_flags(tmp_path / "flags", "movie_genres", good, held_out=[(test[0][0], [genres[i] for i in test[0][1]])],
                 bad_labels=[["Telenovela", genres[0]], []])
     out = tmp_path / "movie_genres"
-    metrics = movie_genres.main(["--data", str(poster_data), "--out", str(out), "--extra-data", str(tmp_path / "flags"),
+    metrics = movie_genres.main(["--data", str(poster_data), "--out", str(out), "--flags", str(tmp_path / "flags"),
                                  "--backbone", "conv4-gap", "--weights", "none", *TINY_TRAINING])
     dataset = json.loads((out / "task.json").read_text())["dataset"]
     extra = dataset["report"]["extra_data"]
@@ -58,7 +58,7 @@ def test_a_run_interrupted_with_other_flags_is_not_resumed(dogs_data, tmp_path):
     another folder, would train on other data. The run says so instead."""
     train = sorted((dogs_data / "Images" / "n02085620-Chihuahua").iterdir())[-3:]
     table = write_flags(tmp_path / "flags", "dog_breed", [(train[0], "Chihuahua")])
-    command = ["--data", str(dogs_data), "--out", str(tmp_path / "out"), "--extra-data", str(tmp_path / "flags"),
+    command = ["--data", str(dogs_data), "--out", str(tmp_path / "out"), "--flags", str(tmp_path / "flags"),
                *TINY_TRAINING, "--backbone", "mobilenetv2", "--weights", str(tmp_path / "missing.h5")]
     with pytest.raises(SystemExit, match="no such file"):  # stops after its work folder is made
         dog_breed.main(command)
@@ -102,12 +102,28 @@ def test_the_reader_reads_each_kind_of_correction_and_names_what_it_skips(tmp_pa
         "unknown_label": 1, "age_out_of_range": 1, "malformed_correction": 1, "no_correction": 1, "malformed_row": 2,
         "unreadable_image": 1, "superseded": 1}
     assert "line 1: images/a.png is corrected again on line 9" in read.dropped.examples["superseded"]
-    assert read.describe().startswith(f"--extra-data {tmp_path}: 2 flagged correction(s) of 10 line(s)")
+    assert read.describe().startswith(f"--flags {tmp_path}: 2 flagged correction(s) of 10 line(s)")
 
     with pytest.raises(SystemExit, match="no metadata.jsonl"):
         flagged.read_flagged(tmp_path / "images", "age_gender", "age_gender", ["Female", "Male"])
     with pytest.raises(SystemExit, match="no such folder"):
         flagged.read_flagged(tmp_path / "nowhere", "dog_breed", "single", ["Beagle"])
+
+
+def test_each_recipe_names_its_extra_data_for_what_it_reads_and_still_reads_the_old_name(capsys):
+    from training import age_gender, hashtags, sandwich
+
+    for recipe in (dog_breed, sandwich, movie_genres, hashtags, age_gender):
+        assert recipe.parser().parse_args(["--data", "d", "--out", "o", "--flags", "hf://datasets/a/b@c"]).extra_data \
+            == "hf://datasets/a/b@c"
+    assert caries.parser().parse_args(["--data", "d", "--out", "o", "--extra-radiographs", "more"]).extra_data.name \
+        == "more"
+    with pytest.raises(SystemExit):
+        caries.parser().parse_args(["--data", "d", "--out", "o", "--flags", "flagged/caries"])  # caries reads no flags
+    capsys.readouterr()
+    old = dog_breed.parser().parse_args(["--data", "d", "--out", "o", "--extra-data", "flagged"])
+    assert str(old.extra_data) == "flagged"
+    assert "--extra-data is deprecated: use --flags" in capsys.readouterr().err
 
 
 def test_caries_takes_annotated_radiographs_and_says_why_not_flags(tmp_path):
@@ -126,7 +142,7 @@ def test_caries_takes_annotated_radiographs_and_says_why_not_flags(tmp_path):
 
 @pytest.mark.slow
 def test_a_recipe_trains_on_flags_pinned_on_the_hub(dogs_data, tmp_path):
-    """--extra-data hf://datasets/OWNER/NAME@COMMIT: flags as a running app pushes them (a folder per
+    """--flags hf://datasets/OWNER/NAME@COMMIT: flags as a running app pushes them (a folder per
     flags file under each task's), downloaded at that commit, the task's files only, recorded by
     repo and commit; held-out figures untouched."""
     import os
@@ -135,6 +151,7 @@ def test_a_recipe_trains_on_flags_pinned_on_the_hub(dogs_data, tmp_path):
 
     from conftest import ROOT
     from support.hub_server import FakeHub, hub_env
+
     from training.datasets.stanford_dogs import read_stanford_dogs, readable_breed
 
     folders, (train, val, test), _, _ = read_stanford_dogs(dogs_data, False, 1337)
@@ -149,12 +166,12 @@ def test_a_recipe_trains_on_flags_pinned_on_the_hub(dogs_data, tmp_path):
         commit = hub.commit("team/flags", files, "dataset")
         reference = f"hf://datasets/team/flags@{commit}"
         done = subprocess.run([sys.executable, "-m", "training.dog_breed", "--data", str(dogs_data), "--out", str(out),
-                               "--extra-data", reference, "--backbone", "conv4-gap", "--weights", "none",
+                               "--flags", reference, "--backbone", "conv4-gap", "--weights", "none",
                                *TINY_TRAINING], cwd=ROOT, capture_output=True, text=True, timeout=600,
                               env={**os.environ, **hub_env(hub.url, tmp_path / "hf")})
         assert done.returncode == 0, done.stderr[-3000:]
         assert hub.unknown == [] and not [path for path in hub.downloads() if "hashtags/" in path]
-    assert f"--extra-data {reference}: 2 flagged correction(s) of 6 line(s)" in done.stdout
+    assert f"--flags {reference}: 2 flagged correction(s) of 6 line(s)" in done.stdout
     dataset = json.loads((out / "task.json").read_text())["dataset"]
     extra = dataset["report"]["extra_data"]
     assert (extra["folder"], extra["repo"], extra["commit"], extra["extra_examples"]) == (reference, "team/flags", commit, 2)

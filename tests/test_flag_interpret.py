@@ -12,12 +12,12 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 import yaml
+from conftest import ROOT, running_app
 from gradio_client import Client, handle_file
 from PIL import Image
-
-from conftest import ROOT, running_app
-from core import flags
 from support.hub_server import FakeHub, hub_env
+
+from core import flags
 
 KEYS = ["file_name", "task", "answer", "correction", "comment", "origin", "time"]
 

@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, free_port, page_text, running_app
 from gradio_client import Client, handle_file
 from huggingface_hub import DatasetCard, HfApi
 from PIL import Image
-
-from conftest import ROOT, free_port, page_text, running_app
-from core import flags, flags_hub
 from support.hub_server import FakeHub, hub_env
+
+from core import flags, flags_hub
 from training.datasets import flagged
 
 DARKNET = Path("/usr/share/darknet/data")  # Debian's darknet-data: real photos

@@ -5,9 +5,9 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import ROOT, running_app
 from gradio_client import Client, handle_file
 
-from conftest import ROOT, running_app
 from core.bundle import load_bundle
 from core.multilabel import label_thresholds
 from tasks import hashtags as hashtags_task

@@ -11,9 +11,8 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import ROOT
+from PIL import Image
 from support.hub_server import FakeHub, hub_env
 from support.open_images_server import (
     FakeFlickr,
@@ -26,6 +25,7 @@ from support.open_images_server import (
     readable,
     write_meta,
 )
+
 from training import open_images
 from training.open_images import downloading
 

@@ -10,10 +10,10 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 from support.loopback import refusing_url
 from support.open_images_server import FakeFlickr, box_row, image_row, jpeg, write_meta
+
 from training import open_images
 from training.open_images.breaker import ADVICE, FIRST, WINDOW
 

@@ -6,6 +6,7 @@ manifest.json and counted; nothing is written outside --out; the honest rows sti
 import json
 
 from support.open_images_server import FakeFlickr, box_row, image_id, image_row, jpeg, readable, write_meta
+
 from training import open_images
 
 HAMBURGER, DOTS, SLASHED = "/m/0cdn1", "/m/0dots", "/m/0slash"

@@ -5,9 +5,18 @@ import hashlib
 import json
 
 import pytest
-
-from support.open_images_server import FakeFlickr, box_row, image_id, image_row, jpeg, readable, write_hierarchy, write_meta
+from support.open_images_server import (
+    FakeFlickr,
+    box_row,
+    image_id,
+    image_row,
+    jpeg,
+    readable,
+    write_hierarchy,
+    write_meta,
+)
 from test_open_images import FAST, HAMBURGER, PIZZA, RED, SANDWICH, TRAIN_BOXES
+
 from training import open_images
 from training.open_images.hierarchy import HIERARCHY_FILE
 

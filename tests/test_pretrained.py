@@ -13,8 +13,8 @@ import sys
 import keras
 import numpy as np
 import pytest
-
 from conftest import ROOT
+
 from core.preprocess import model_input
 from training import backbones, caries, dog_breed, fitting
 from training.datasets import stanford_dogs

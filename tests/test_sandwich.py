@@ -18,12 +18,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import yaml
+from conftest import ROOT, running_app
 from gradio_client import Client, handle_file
 from PIL import Image
-
-from conftest import ROOT, running_app
 from support.hub_server import FakeHub, hub_env
 from support.open_images_server import FakeFlickr, box_row, image_row, md5_base64, write_hierarchy, write_meta
+
 from training import sandwich
 from training.datasets import image_folders
 from training.synthetic.food import draw_food

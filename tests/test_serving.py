@@ -7,10 +7,10 @@ import time
 
 import numpy as np
 import pytest
+from conftest import running_app
 from PIL import Image
 
 from bench.serve import event_result
-from conftest import running_app
 from core.bundle import CompiledNetwork
 
 

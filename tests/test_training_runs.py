@@ -15,8 +15,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-
 from conftest import QUICK_TRAINING, ROOT
+
 from core.bundle import load_bundle
 from training import inputs
 from training.synthetic.dogs import make_stanford_dogs

@@ -303,30 +303,35 @@ def evaluate(predicted_angles, true_angles, eye_angles, outputs, y_gender, y_age
 
 # --- recipe ----------------------------------------------------------------------------------
 
+def parser():
+    cli = options.common_parser(__doc__.split("\n\n")[0], default_size=299, default_backbone="xception",
+                                backbones=[*backbones.BACKBONES, PORTED])
+    cli.set_defaults(fine_tune_fraction=0.5)
+    cli.add_argument("--max-angle", type=float, default=45.0,
+                     help="the rotation network learns tilts in -A..+A degrees (up to 180)")
+    cli.add_argument("--rotation-loss", choices=("bins", "sincos"), default="bins",
+                     help="angle bins with cross-entropy (RotNet) or (sin, cos) regression")
+    cli.add_argument("--angle-bin", type=float, default=2.0, help="bin width in degrees for --rotation-loss bins")
+    cli.add_argument("--rotation-backbone", choices=sorted(backbones.BACKBONES),
+                     help=f"backbone of the rotation network (default: --backbone; with --backbone {PORTED}: "
+                          f"{PORTED_ROTATION_BACKBONE})")
+    cli.add_argument("--rotation-epochs", type=int, help="epochs of the rotation network (default: --epochs)")
+    cli.add_argument("--min-face-score", type=float, default=DEFAULT_MIN_FACE_SCORE,
+                     help="IMDB-WIKI rows need a face_score above this")
+    cli.add_argument("--max-faces", type=int, default=faces.MAX_FACES, help="faces handled per picture in the app")
+    cli.add_argument("--search-angles", type=float, nargs="+", default=list(faces.SEARCH_ANGLES), metavar="DEGREES",
+                     help="the app also searches the picture turned by these angles (e.g. 0 180 finds faces upside "
+                          "down; each angle costs one more detection per request)")
+    return cli
+
+
 def parse_args(argv):
-    parser = options.common_parser(__doc__.split("\n\n")[0], default_size=299, default_backbone="xception",
-                                   backbones=[*backbones.BACKBONES, PORTED])
-    parser.set_defaults(fine_tune_fraction=0.5)
-    parser.add_argument("--max-angle", type=float, default=45.0,
-                        help="the rotation network learns tilts in -A..+A degrees (up to 180)")
-    parser.add_argument("--rotation-loss", choices=("bins", "sincos"), default="bins",
-                        help="angle bins with cross-entropy (RotNet) or (sin, cos) regression")
-    parser.add_argument("--angle-bin", type=float, default=2.0, help="bin width in degrees for --rotation-loss bins")
-    parser.add_argument("--rotation-backbone", choices=sorted(backbones.BACKBONES),
-                        help=f"backbone of the rotation network (default: --backbone; with --backbone {PORTED}: "
-                             f"{PORTED_ROTATION_BACKBONE})")
-    parser.add_argument("--rotation-epochs", type=int, help="epochs of the rotation network (default: --epochs)")
-    parser.add_argument("--min-face-score", type=float, default=DEFAULT_MIN_FACE_SCORE,
-                        help="IMDB-WIKI rows need a face_score above this")
-    parser.add_argument("--max-faces", type=int, default=faces.MAX_FACES, help="faces handled per picture in the app")
-    parser.add_argument("--search-angles", type=float, nargs="+", default=list(faces.SEARCH_ANGLES), metavar="DEGREES",
-                        help="the app also searches the picture turned by these angles (e.g. 0 180 finds faces upside "
-                             "down; each angle costs one more detection per request)")
-    args = parser.parse_args(argv)
+    cli = parser()
+    args = cli.parse_args(argv)
     if not 0 < args.max_angle <= 180:
-        parser.error("--max-angle must be in (0, 180]")
+        cli.error("--max-angle must be in (0, 180]")
     if args.backbone == PORTED and args.weights != "imagenet":
-        parser.error(f"--backbone {PORTED} starts from the package's weights: leave --weights as imagenet")
+        cli.error(f"--backbone {PORTED} starts from the package's weights: leave --weights as imagenet")
     args.rotation_backbone = args.rotation_backbone or (PORTED_ROTATION_BACKBONE if args.backbone == PORTED
                                                         else args.backbone)
     args.rotation_epochs = args.rotation_epochs if args.rotation_epochs is not None else args.epochs
@@ -521,7 +526,7 @@ def card(metadata: dict, repo: str | None) -> publishing.WrittenCard:
                  ("age MAE, training mean", b["age_mae_train_mean"]),
                  ("age RMSE, training mean", b["age_rmse_train_mean"])]
     report = metadata["dataset"]["report"]
-    drops = "\n".join(f"| {'flagged in the app (--extra-data)' if name == 'extra_data' else name} | "
+    drops = "\n".join(f"| {'flagged in the app (--flags)' if name == 'extra_data' else name} | "
                       f"{r.get('kept', r.get('extra_examples'))} | "
                       + (", ".join(f"{reason.replace('_', ' ')} {count}" for reason, count in r["dropped"].items())
                          or "none") + " |" for name, r in report.items() if isinstance(r, dict))

@@ -101,23 +101,23 @@ def targets(masks: np.ndarray, activation: str) -> np.ndarray:
     return masks.astype(np.uint8)
 
 
-EXTRA_DATA_HELP = ("a folder of more annotated radiographs in the layout --data takes (images/ + masks/, as "
-                   "training.caries_masks writes it, with the same classes), added to the training split only. "
-                   "The app's flagged folders carry no mask: caries cannot learn from a flag; annotate the flagged "
-                   "radiographs and convert them with training.caries_masks first")
+EXTRA_HELP = ("a folder of more annotated radiographs in the layout --data takes (images/ + masks/, as "
+              "training.caries_masks writes it, with the same classes), added to the training split only. "
+              "The app's flagged folders carry no mask: caries cannot learn from a flag; annotate the flagged "
+              "radiographs and convert them with training.caries_masks first")
 
 
 def read_extra(folder: Path, labels: list[str]) -> tuple[list[Pair], bool, DropReport]:
-    """The --extra-data pairs, read by the same reader as --data; whether their classes overlap;
+    """The --extra-radiographs pairs, read by the same reader as --data; whether their classes overlap;
     what was left out. Classes must be --data's: a mask's pixel values mean its classes."""
     if (folder / "metadata.jsonl").is_file() and not (folder / "masks").is_dir():
-        raise SystemExit(f"--extra-data {folder} holds flags from the app, and a flag carries no mask: caries cannot "
+        raise SystemExit(f"--extra-radiographs {folder} holds flags from the app, and a flag carries no mask: caries cannot "
                          f"learn from it. Annotate those radiographs (VoTT, LabelMe or COCO), convert them with "
                          f"`python -m training.caries_masks --annotations EXPORT --images {folder / 'images'} --out "
                          f"DIR`, and pass DIR")
     pairs, classes, origin, overlapping, found = read_dataset(folder)
     if classes != labels:
-        raise SystemExit(f"--extra-data {folder}: classes {classes} (from {origin}), but --data has {labels}; "
+        raise SystemExit(f"--extra-radiographs {folder}: classes {classes} (from {origin}), but --data has {labels}; "
                          f"the same pixel value must mean the same class in both")
     dropped = DropReport()
     for name in found["images_without_mask"]:
@@ -301,8 +301,8 @@ def overlay_pngs(shown, labels) -> dict:
 
 def parser():
     parser = options.common_parser(__doc__.split("\n\n")[0], default_size=256, default_backbone="unet",
-                                   backbones=BACKBONES, extra_data_help=EXTRA_DATA_HELP,
-                                   extra_data_hub=False)
+                                   backbones=BACKBONES, extra_option="--extra-radiographs",
+                                   extra_help=EXTRA_HELP, extra_hub=False)
     parser.set_defaults(backbone="unet", weights=None, epochs=40, patience=8, batch_size=8, fine_tune_epochs=0,
                         learning_rate=3e-3)
     parser.add_argument("--loss", default="dice+ce", choices=LOSSES,
@@ -327,7 +327,7 @@ def main(argv=None):
 
     # 1. Data: image/mask pairs, every file read once (content hash, header check), split 80/10/10
     # keeping images with and without lesions in proportion, then streamed letterboxed. More
-    # annotated radiographs (--extra-data) join the training split only.
+    # annotated radiographs (--extra-radiographs) join the training split only.
     pairs, labels, classes_origin, overlapping, report = read_dataset(args.data)
     extra, extra_overlapping, extra_dropped = read_extra(args.extra_data, labels) if args.extra_data else ([], False, None)
     images = [p.image for p in pairs + extra]
@@ -358,7 +358,7 @@ def main(argv=None):
                 added.append(pair)
         train = train + added
         report["extra_data"] = {"folder": args.extra_data.name, "extra_examples": len(added), **extra_dropped.as_dict()}
-        print(f"--extra-data {args.extra_data}: {len(added)} annotated radiograph(s) added to the training split; "
+        print(f"--extra-radiographs {args.extra_data}: {len(added)} annotated radiograph(s) added to the training split; "
               f"left out: {dict(extra_dropped.counts) or 'none'}")
     print(f"{len(labels)} class(es) ({', '.join(labels)}, from {classes_origin}): {activation} output; "
           f"{len(train)} train, {len(val)} validation, {len(test)} test images")

@@ -4,7 +4,7 @@ A task's recipe (dog_breed.py, sandwich.py) reads its dataset as distributed int
 class names; `train` does the rest, in the keras-io order:
 
 1. data: one pass over the files (content hash, unreadable files), then streaming batches;
-   corrections flagged in the app (--extra-data) join the training split, never the held-out ones;
+   corrections flagged in the app (--flags) join the training split, never the held-out ones;
 2. model: backbone features (preprocessing inside), an optional dense layer, softmax;
 3. training: the two-phase transfer-learning schedule, resumable, on every device there is; with
    several --backbone names, each in turn on the same split, the best by validation accuracy kept;

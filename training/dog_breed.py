@@ -15,7 +15,7 @@ EarlyStopping keeps the best weights in both phases.
 `--backbone efficientnetb3 xception` compares backbones as the course does (the same split and
 seed for each; the table of parameters, time to fit, train / validation / test accuracy and
 test macro recall goes into the bundle and its card) and keeps the best by validation accuracy.
-`--extra-data FOLDER` adds corrections flagged in the app to the training split.
+`--flags FOLDER` adds corrections flagged in the app to the training split.
 
 `--backbone efficientnet_lite0 --weights imagenet` starts from ImageNet weights that ship in a
 package (no download), and the breed head starts as ImageNet's own rows for the 120 breeds, which
@@ -40,20 +40,25 @@ CARD = publishing.Card(
 DOG = classification.Detector("dog_probability", tuple(DOG_OUTPUTS))
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = options.common_parser(__doc__.split("\n\n")[0], default_size=300, default_backbone="efficientnetb3",
-                                   compare_backbones=True)
-    parser.add_argument("--crop-boxes", action="store_true", help="train and test on the annotated dog boxes")
-    parser.set_defaults(data=None)
-    for action in parser._actions:
+def parser():
+    cli = options.common_parser(__doc__.split("\n\n")[0], default_size=300, default_backbone="efficientnetb3",
+                                compare_backbones=True)
+    cli.add_argument("--crop-boxes", action="store_true", help="train and test on the annotated dog boxes")
+    cli.set_defaults(data=None)
+    for action in cli._actions:
         if action.dest == "data":  # optional here: the pretrained bundle needs no dataset
             action.required = False
             action.help += "; without it (--backbone efficientnet_lite0 --weights imagenet --epochs 0), ImageNet's own breeds"
-    args = parser.parse_args(argv)
+    return cli
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    cli = parser()
+    args = cli.parse_args(argv)
     if args.data is None:
         if (args.backbone, args.weights, args.epochs) != (["efficientnet_lite0"], "imagenet", 0):
-            parser.error("--data is required, except for the pretrained bundle: --backbone efficientnet_lite0 "
+            cli.error("--data is required, except for the pretrained bundle: --backbone efficientnet_lite0 "
                          "--weights imagenet --epochs 0")
         return imagenet_bundle(args, options.command(__spec__.name, argv))
 

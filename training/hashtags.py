@@ -41,14 +41,19 @@ CARD = publishing.Card(
     report_section=data_report_section)
 
 
+def parser():
+    cli = options.common_parser(__doc__.split("\n\n")[0], default_size=224, default_backbone="mobilenetv2")
+    cli.add_argument("--top-tags", type=int, help="train on the N most frequent tags only")
+    multilabel.add_arguments(cli)
+    return cli
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = options.common_parser(__doc__.split("\n\n")[0], default_size=224, default_backbone="mobilenetv2")
-    parser.add_argument("--top-tags", type=int, help="train on the N most frequent tags only")
-    multilabel.add_arguments(parser)
-    args = parser.parse_args(argv)
+    cli = parser()
+    args = cli.parse_args(argv)
     if args.backbone == "mobilenetv2" and args.image_size < 96:
-        parser.error("--image-size must be at least 96 for MobileNetV2")
+        cli.error("--image-size must be at least 96 for MobileNetV2")
 
     # 1. Data: the label files as published, the vocabulary restricted to the top tags if asked.
     rows, tags, report = read_harrison(args.data)

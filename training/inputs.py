@@ -70,7 +70,7 @@ def scan(files, root: Path, images=None, workers: int = 8, extra_root: Path | No
     """Read every file once: the dataset's content hash, and a header check of the image files
     among them (`images`, default: all) that finds non-images, empty files and decompression bombs
     before the first step rather than at hour three. Files under `extra_root` (a recipe's
-    --extra-data, which need not be under the dataset's `root`) are hashed as `extra-data/<path>`."""
+    --flags, which need not be under the dataset's `root`) are hashed as `extra-data/<path>`."""
     files = sorted({Path(f) for f in files})
     images = set(files if images is None else map(Path, images))
 

@@ -29,12 +29,16 @@ CARD = publishing.Card(
     tags=["multi-label", "movie-posters"], datasets=["movie-posters"], label_name="genre")
 
 
+def parser():
+    cli = options.common_parser(__doc__.split("\n\n")[0], default_size=224, default_backbone="efficientnetb0")
+    multilabel.add_arguments(cli)
+    cli.set_defaults(max_labels=3)
+    return cli
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = options.common_parser(__doc__.split("\n\n")[0], default_size=224, default_backbone="efficientnetb0")
-    multilabel.add_arguments(parser)
-    parser.set_defaults(max_labels=3)
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
 
     # 1. Data: the CSV as distributed; its 0/1 columns are the targets.
     rows, genres, report = read_posters(args.data)

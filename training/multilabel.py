@@ -5,7 +5,7 @@ labels) and label names; `train` does the rest, in the keras-io order:
 
 1. data: one pass over the files (content hash, unreadable files), a random 80/10/10 split
    (multi-label data has no simple stratification), streaming batches of multi-hot targets;
-   corrections flagged in the app (--extra-data) join the training split only;
+   corrections flagged in the app (--flags) join the training split only;
 2. model: backbone features (preprocessing inside), dropout, one sigmoid per label; binary
    cross-entropy, optionally class-weighted, or focal for the long tail of rare labels;
 3. training: the two-phase schedule, resumable; then decision thresholds chosen on the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from pathlib import Path
 
 from training.backbones import BACKBONES
@@ -13,25 +14,43 @@ from training.backbones import BACKBONES
 NOT_SETTINGS = ("push_to_hub", "private", "with_examples", "cache", "restart", "demo", "deterministic")
 
 
-EXTRA_DATA_HELP = ("a folder of corrections flagged in the app (images/<id>.<ext> and metadata.jsonl, as its Flag "
+FLAGS_HELP = ("a folder of corrections flagged in the app (images/<id>.<ext> and metadata.jsonl, as its Flag "
                    "button writes them; or the flag directory above it), or a Hub dataset of them at a commit "
                    "(hf://datasets/OWNER/NAME@COMMIT), added to the training split only; unusable lines are skipped "
                    "and counted")
 
 
 def folder_or_hub(text: str) -> Path | str:
-    """--extra-data: a folder as a Path, a Hub reference as text (a Path would fold hf:// into hf:/)."""
+    """--flags: a folder as a Path, a Hub reference as text (a Path would fold hf:// into hf:/)."""
     return text if text.startswith("hf://") else Path(text)
+
+
+# The option that adds examples to the training split was --extra-data in every recipe, whatever it
+# read; each recipe now names it for what it reads (--flags, caries' --extra-radiographs). The old
+# name is still read for one release.
+DEPRECATED_EXTRA = "--extra-data"
+
+
+class ExtraData(argparse.Action):
+    """Stores the value; says so when it came under the old name."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string == DEPRECATED_EXTRA:
+            print(f"{DEPRECATED_EXTRA} is deprecated: use {self.option_strings[0]} (the old name goes in the next "
+                  f"release)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def common_parser(description: str, default_size: int, default_backbone: str, backbones=None,
                   hub_data: bool = False, compare_backbones: bool = False,
-                  extra_data_help: str = EXTRA_DATA_HELP, extra_data_hub: bool = True) -> argparse.ArgumentParser:
+                  extra_option: str = "--flags", extra_help: str = FLAGS_HELP,
+                  extra_hub: bool = True) -> argparse.ArgumentParser:
     """The options every recipe shares; `backbones` replaces the classifier backbones (e.g. U-Net encoders).
     With `hub_data`, --data may also be a Hub dataset pinned by commit, kept as text for
     training.datasets.hub.resolve_data (a Path would fold hf:// into hf:/). With
-    `compare_backbones`, --backbone takes several names (a list, even of one). With `extra_data_hub`,
-    --extra-data may be a Hub reference too (training.datasets.flagged reads it)."""
+    `compare_backbones`, --backbone takes several names (a list, even of one). `extra_option` is the
+    option that adds examples to the training split, named for what it reads (args.extra_data); with
+    `extra_hub` it may be a Hub reference too (training.datasets.flagged reads it)."""
     parser = argparse.ArgumentParser(description=description)
     if hub_data:
         parser.add_argument("--data", required=True, metavar="DIR or hf://datasets/OWNER/NAME@COMMIT",
@@ -57,8 +76,8 @@ def common_parser(description: str, default_size: int, default_backbone: str, ba
     parser.add_argument("--weights", default="imagenet", help="imagenet, none, or a path to a no-top weights file")
     parser.add_argument("--patience", type=int, default=5, help="EarlyStopping patience (epochs)")
     parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--extra-data", type=folder_or_hub if extra_data_hub else Path, metavar="FOLDER",
-                        help=extra_data_help)
+    parser.add_argument(extra_option, DEPRECATED_EXTRA, dest="extra_data", action=ExtraData, metavar="FOLDER",
+                        type=folder_or_hub if extra_hub else Path, help=extra_help + f" ({DEPRECATED_EXTRA}: the old name)")
     parser.add_argument("--deterministic", action="store_true",
                         help="the same command gives the same model on the same machine (TensorFlow's op "
                              "determinism; slower, mostly on GPUs)")
@@ -79,7 +98,7 @@ def common_parser(description: str, default_size: int, default_backbone: str, ba
 
 def settings(args: argparse.Namespace, **recorded) -> dict:
     """The options that shape the result, as a run's work folder records them, and what else the
-    recipe records beside them (e.g. the --extra-data folder's content hash: that folder grows as
+    recipe records beside them (e.g. the --flags folder's content hash: that folder grows as
     people flag, so its name alone does not say a resumed run would train on the same data)."""
     return {**{key: value for key, value in sorted(vars(args).items()) if key not in NOT_SETTINGS}, **recorded}
 

@@ -273,7 +273,7 @@ def hub_source(dataset: dict) -> str:
 
 
 def extra_data_line(dataset: dict) -> str:
-    """The card's line on the --extra-data folder trained on, if any; "" without one."""
+    """The card's line on the --flags folder trained on, if any; "" without one."""
     extra = dataset.get("report", {}).get("extra_data")
     if not extra:
         return ""
@@ -281,7 +281,7 @@ def extra_data_line(dataset: dict) -> str:
     # A Hub dataset of flags by its repo and commit; a local folder by its name (not the trainer's path).
     named = f"{extra['repo']}@{extra['commit']}" if "repo" in extra else Path(extra["folder"]).name
     return (f"\nThe training split also holds {extra['extra_examples']} extra examples from `{named}` "
-            f"(--extra-data; never in validation or test){f'; left out: {dropped}' if dropped else ''}.")
+            f"(--flags; never in validation or test){f'; left out: {dropped}' if dropped else ''}.")
 
 
 def base_metadata(task: str, labels: list[str], size: int, metrics: dict, dataset: dict, command: str,

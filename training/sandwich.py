@@ -12,7 +12,7 @@ EarlyStopping (patience 4) — or a transfer-learning backbone with `--backbone 
 --weights imagenet`. The split is stratified 80/10/10. When the builder's manifest.json sits
 beside images_cropped/ (or in the Hub dataset), its hash and sources go into the bundle, so
 {data, code, environment} rebuild it. Several `--backbone` names are compared and the best by
-validation accuracy kept; `--extra-data FOLDER` adds corrections flagged in the app to the
+validation accuracy kept; `--flags FOLDER` adds corrections flagged in the app to the
 training split (training/classification.py).
 """
 
@@ -29,12 +29,16 @@ from training.datasets.splits import stratified_split
 TASK = "sandwich"
 
 
+def parser():
+    cli = options.common_parser(__doc__.split("\n\n")[0], default_size=128, default_backbone="simple", hub_data=True,
+                                compare_backbones=True)
+    cli.set_defaults(weights="none", epochs=50, patience=4, batch_size=16, fine_tune_epochs=0)
+    return cli
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = options.common_parser(__doc__.split("\n\n")[0], default_size=128, default_backbone="simple", hub_data=True,
-                                   compare_backbones=True)
-    parser.set_defaults(weights="none", epochs=50, patience=4, batch_size=16, fine_tune_epochs=0)
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
 
     # 1. Data: the class folders (from the Hub, pinned, if so named), split 80/10/10 per class.
     root, hub = resolve_data(args.data)

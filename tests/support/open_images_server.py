@@ -25,8 +25,9 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from support.loopback import LoopbackServer
 from PIL import Image, ImageDraw
+
+from support.loopback import LoopbackServer
 
 BOX_HEADER = ["ImageID", "Source", "LabelName", "Confidence", "XMin", "XMax", "YMin", "YMax",
               "IsOccluded", "IsTruncated", "IsGroupOf", "IsDepiction", "IsInside"]

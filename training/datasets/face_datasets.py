@@ -8,6 +8,7 @@ from pathlib import Path
 from training.datasets.imdb_wiki import DEFAULT_MIN_FACE_SCORE, read_imdb_wiki
 from training.datasets.utkface import read_utkface
 
+
 def find_sources(data: Path) -> dict:
     """The datasets inside `data`: {'wiki': mat, 'imdb': mat, 'utkface': folder} (any subset)."""
     if not data.is_dir():

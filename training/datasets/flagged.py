@@ -1,4 +1,4 @@
-"""Flagged corrections, as the app's Flag button writes them, read for a recipe's `--extra-data`.
+"""Flagged corrections, as the app's Flag button writes them, read for a recipe's `--flags`.
 
 The flags of one task are a Hugging Face `imagefolder`:
 
@@ -7,7 +7,7 @@ The flags of one task are a Hugging Face `imagefolder`:
         {"file_name": "images/<id>.<ext>", "task": "dog_breed", "answer": ..., "correction": ...,
          "comment": "...", "origin": "...", "time": "..."}
 
-`--extra-data` names that folder, the flag directory above it (FOLDER/<task>/ is read), or a Hub
+`--flags` names that folder, the flag directory above it (FOLDER/<task>/ is read), or a Hub
 dataset at a commit, `hf://datasets/OWNER/NAME@COMMIT` (training.datasets.hub; only the task's
 files are downloaded): one pushed by `python -m core.flags push` (the layout above), or by a running
 app (core/flags_hub.py: `<task>/<store>/` holds one such folder per flags file the app kept; all
@@ -92,7 +92,7 @@ class Flagged:
 
     @property
     def named(self) -> str:
-        """The folder as --extra-data named it (a Hub reference, not the download's path)."""
+        """The folder as --flags named it (a Hub reference, not the download's path)."""
         return self.source.get("reference") or str(self.folder)
 
     def leave_out_held_out(self, digests: dict, held_out) -> None:
@@ -116,7 +116,7 @@ class Flagged:
     def describe(self) -> str:
         """The line a recipe prints."""
         dropped = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in sorted(self.dropped.counts.items()))
-        return (f"--extra-data {self.named}: {len(self.flags)} flagged correction(s) of {self.lines} line(s) added to "
+        return (f"--flags {self.named}: {len(self.flags)} flagged correction(s) of {self.lines} line(s) added to "
                 f"the training split; skipped: {dropped or 'none'}")
 
 
@@ -133,10 +133,10 @@ def read_flagged(folder, task: str, kind: str, labels: list[str]) -> Flagged:
     folder = Path(folder)
     named = source.get("reference") or folder
     if not folder.is_dir() and not source:
-        raise SystemExit(f"--extra-data {named}: no such folder")
+        raise SystemExit(f"--flags {named}: no such folder")
     tables = flag_tables(folder, task)
     if not tables:
-        raise SystemExit(f"--extra-data {named}: no metadata.jsonl; expected the app's flagged folder "
+        raise SystemExit(f"--flags {named}: no metadata.jsonl; expected the app's flagged folder "
                          f"(images/<id>.<ext> and metadata.jsonl, one JSON object per line), the flag directory "
                          f"holding it as {task}/, or a Hub dataset of them")
     index = {label: i for i, label in enumerate(labels)}
@@ -204,7 +204,7 @@ def download(reference: str, task: str) -> tuple[Path, dict]:
         return resolve_data(reference, allow_patterns=[METADATA, f"{IMAGES}/*", f"{task}/*"])
     except Exception as error:  # resolve_data names a missing repo or commit itself (SystemExit)
         first = (str(error).strip().splitlines() or [""])[0][:300]
-        raise SystemExit(f"--extra-data {reference}: could not download it from the Hub ({type(error).__name__}: "
+        raise SystemExit(f"--flags {reference}: could not download it from the Hub ({type(error).__name__}: "
                          f"{first}). Check the network, HF_ENDPOINT and HF_TOKEN (a private repo needs a token "
                          f"that can read it)") from None
 
