@@ -29,7 +29,7 @@ def limit_malloc_arenas(count: int = 2) -> bool:
     glibc gives threads their own arenas (up to 8 per core) and keeps what they free: with 8
     requests in flight each holding megapixel arrays, the server's RSS climbed from 1.3 to 1.7 GB
     in a 10-minute caries soak; with 2 arenas it stayed between 0.9 and 1.1 GB, and the CPU per
-    request stayed within its run-to-run spread (README, "Serving under load"). False where the C
+    request stayed within its run-to-run spread (docs/serving.md, "Under load"). False where the C
     library is not glibc."""
     if "MALLOC_ARENA_MAX" in os.environ:  # glibc read it at start
         return False

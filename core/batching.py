@@ -31,8 +31,8 @@ class CompiledNetwork:
     unlike Gradio's `batch=True`), and each request keeps its own handler and its own error.
     Which pays depends on the device: on a CPU a batch of 8 costs 8 passes of one, but two or
     four passes at once keep the cores busier than one (a single pass leaves them idle between
-    ops); on a GPU one batched pass is what fills the device. Measured in the README's "Serving
-    under load".
+    ops); on a GPU one batched pass is what fills the device. Measured in docs/serving.md, "Under
+    load".
     """
 
     def __init__(self, model, max_batch: int | None = None, passes: int | None = None):
@@ -108,7 +108,7 @@ class CompiledNetwork:
 
 def default_passes() -> int:
     """Forward passes at once when APP_PASSES is not set: one on a GPU (a batched pass fills it), two
-    on a CPU (bench/serve.py --clients; the README's "Serving under load")."""
+    on a CPU (bench/serve.py --clients; docs/serving.md, "Under load")."""
     import tensorflow as tf
 
     return 1 if tf.config.list_physical_devices("GPU") else 2

@@ -17,7 +17,7 @@ from core.source import Resolved, on_a_space
 # Every tab's events share one limit (one concurrency group): the machine's cores are what they
 # share. Up to this many requests are in flight at once; a network runs up to two passes side by
 # side on a CPU (one on a GPU), and requests that find them busy share its next pass
-# (core.bundle.CompiledNetwork). Measured in the README's "Serving under load".
+# (core.batching.CompiledNetwork). Measured in docs/serving.md, "Under load".
 CONCURRENCY = 8
 SHARED = {"concurrency_limit": CONCURRENCY, "concurrency_id": "models"}
 # Requests waiting beyond those in flight: past this, a request is refused at once with Gradio's
@@ -26,13 +26,13 @@ QUEUE_SIZE = settings.number("QUEUE_SIZE", 64, minimum=1)
 # Sessions whose copy of the page's settings Gradio keeps (Blocks.launch's state_session_capacity,
 # default 10,000). Every API call without a session is a new session, and each copies the config of
 # every component on our six-tab page (about 0.5 MB): at the default, memory grows by gigabytes and
-# the garbage collector slows every request as it does (see the README's "Serving under load"). No
+# the garbage collector slows every request as it does (see docs/serving.md, "Under load"). No
 # tab keeps per-session state (no gr.State), so an evicted session loses nothing.
 SESSIONS = settings.number("SESSIONS", 200, minimum=1)
 # Gradio 6.31's queue rebuilds its per-endpoint analytics summary (a pandas DataFrame over the last
 # 10,000 events, for the latency figures on the API page) after every event, so each request cost
 # more than the one before until 10,000 had been served: a tenth of the server's time after eight
-# minutes at 10 requests/s (py-spy; README, "Serving under load"). Gradio's own setting
+# minutes at 10 requests/s (py-spy; docs/serving.md, "Under load"). Gradio's own setting
 # GRADIO_ANALYTICS_CACHE_FREQUENCY, read when the queue is made, rebuilds it every 100 instead.
 ANALYTICS_EVERY = 100
 # Every upload, and every picture the page sends back, is a file in Gradio's cache (GRADIO_TEMP_DIR,

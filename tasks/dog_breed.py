@@ -18,7 +18,7 @@ CSV_EXTRAS = ("dog_probability",)  # predict.py's columns beside the scores
 PREDICT_OPTIONS = ()
 # The model training.demo builds when the tab has none: the recipe module whose build_demo makes it, and
 # about how long that takes on 2 CPU cores with another build beside it.
-DEMO_RECIPE, DEMO_SECONDS = "training.dog_breed", 25
+DEMO_RECIPE, DEMO_SECONDS = "training.dog_breed", 10
 # What this tab reads of task.json (core/schema.py): a bundle that lacks it is refused at start, with a notice.
 METADATA = schema.ClassifierMetadata
 # The held-out figures shown under the model, next to their baselines.

@@ -65,7 +65,7 @@ def served(dog_bundle, hashtag_bundle, age_gender_trained, caries_bundle, tmp_pa
 def browser():
     from playwright.sync_api import sync_playwright
 
-    assert os.path.exists(CHROMIUM), "install Debian's chromium (see README)"
+    assert os.path.exists(CHROMIUM), "install Debian's chromium (scripts/test.sh does)"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser

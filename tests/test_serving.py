@@ -183,8 +183,8 @@ def test_old_uploads_leave_the_disk_and_the_server_keeps_serving(dog_bundle, mod
 
 def test_the_queue_rebuilds_its_analytics_every_hundred_events_unless_told_otherwise(monkeypatch):
     """Gradio reads GRADIO_ANALYTICS_CACHE_FREQUENCY when the queue is made (its attribute keeps
-    Gradio's spelling); this fails if a Gradio upgrade stops reading it, and the README's
-    "Serving under load" workaround with it."""
+    Gradio's spelling); this fails if a Gradio upgrade stops reading it, and the
+    workaround docs/serving.md describes ("Under load") with it."""
     import gradio as gr
 
     from core import ui

@@ -236,7 +236,7 @@ class Run:
         model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=2)
         # BackupAndRestore tells fit where to resume through model._initial_epoch and never clears
         # it: the model's next fit (the next phase) would start at that epoch and skip as many
-        # (Keras 3.15; see the README's Decisions). Clear it at our edge.
+        # (Keras 3.15; see docs/decisions.md). Clear it at our edge.
         model._initial_epoch = None
         if best_file.is_file():
             model.load_weights(best_file)

@@ -11,7 +11,7 @@ share one code path. It runs on tf.data's threads: Pillow releases the GIL while
 resizes and rotates, so the threads do run in parallel. We chose tf.data over
 keras.utils.PyDataset with worker processes because tf.distribute distributes and shards a
 tf.data pipeline across devices and machines natively, and prefetching overlaps the input with
-the step; the measured throughput is in the README (bench/train.py).
+the step; the measured throughput is in docs/training_at_scale.md (bench/train.py).
 
 `example(index, decoded, rng)` turns a decoded record into what the network sees, after the
 cache: a fresh random turn of a face every epoch, a mirror image. `rng` is a numpy Generator
