@@ -129,6 +129,16 @@ def test_age_and_gender_trains_both_networks_on_two_workers(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_workers_hold_the_same_network_after_every_epoch(tmp_path):
+    """BatchNorm's moving statistics, which Keras 3 updates on each worker from its own batches,
+    are averaged over the workers before each validation: every variable, the same on both."""
+    run = trained(tmp_path, "tests.cluster_probe", [])
+    held = [sorted(line for line in run.log(rank).splitlines() if line.startswith("epoch ")) for rank in (0, 1)]
+    assert any("moving_mean" in line for line in held[0]) and len(held[0]) == len(held[1]) > 0, run.logs()
+    assert held[0] == held[1]
+
+
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_leaves_no_bundle_and_the_same_commands_resume(dogs, tmp_path):
     out = tmp_path / "dog_breed"
     run = LocalCluster(tmp_path / "cluster", "training.dog_breed",
@@ -217,11 +227,11 @@ def test_the_chief_is_the_chief_task_or_worker_0_and_ranks_follow_it():
 
 
 def test_each_worker_reads_its_own_share_a_new_one_each_epoch(tmp_path):
-    """Two workers' shares of 21 records: disjoint, 10 each (the same number of steps for both),
-    drawn afresh every epoch, all the records over the epochs."""
+    """Two workers' shares of 23 records: disjoint, 11 each (so both take the same number of steps:
+    two batches of 4), drawn afresh every epoch from all the records."""
     import tensorflow as tf
 
-    source = inputs.Source(list(range(21)), lambda record: np.zeros((2, 2, 3), np.uint8), "blank")
+    source = inputs.Source(list(range(23)), lambda record: np.zeros((2, 2, 3), np.uint8), "blank")
     signature = (inputs.image_signature(2), tf.TensorSpec((), tf.int64))
 
     def epochs(rank, count=3):
@@ -231,6 +241,6 @@ def test_each_worker_reads_its_own_share_a_new_one_each_epoch(tmp_path):
 
     first, second = epochs(0), epochs(1)
     for mine, theirs in zip(first, second):
-        assert len(mine) == len(theirs) == 8 and not set(mine) & set(theirs)  # two whole batches of 4 of 10
-    assert first[0] != first[1]
-    assert len(set().union(*first, *second)) > 16
+        assert len(mine) == len(theirs) == 8 and not set(mine) & set(theirs)
+    # Over three epochs a worker reads more records than a fixed share of 11 holds.
+    assert len(set().union(*first)) > 11 and len(set().union(*second)) > 11
