@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -294,8 +295,25 @@ def join(cluster: Cluster, timeout: float):
         wait_for_peers(cluster, timeout)
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     _prepare_keras_saving()
+    _exit_on_error()
     _team = Team(strategy, cluster)
     return strategy
+
+
+def _exit_on_error() -> None:
+    """After an uncaught exception, a worker of a cluster prints it and exits at once, without
+    finalising TensorFlow's objects: that can wait forever for a collective operation that a peer
+    gone will never join (seen: worker 0 hung in the interpreter's last garbage collection after
+    both workers had failed the same step)."""
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        previous(kind, value, traceback)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+    sys.excepthook = hook
 
 
 def _prepare_keras_saving() -> None:
