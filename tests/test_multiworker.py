@@ -58,7 +58,8 @@ def only_the_chief_wrote(run, out, tmp_path):
     assert (out / "task.json").is_file() and (out / "config.json").is_file()
     assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith(out.name)) == [out.name]
     assert list(scratch(tmp_path).glob("*.work")) == []
-    assert "Model bundle written to" in run.log(0) and "Model bundle written to" not in run.log(1)
+    assert "Model bundle written to" in run.log(0), "the chief did not write the bundle"
+    assert "Model bundle written to" not in run.log(1), "worker 1, not the chief, wrote a bundle too"
     assert "the chief wrote the bundle" in run.log(1)
     results = [[line for line in run.log(rank).splitlines() if line.startswith("test")] for rank in (0, 1)]
     assert results[0] and results[0] == results[1], results
@@ -162,7 +163,7 @@ def test_a_worker_killed_mid_run_leaves_no_bundle_and_the_same_commands_resume(d
     exits = run.start().wait(600)  # the same commands, again
     assert exits == {0: 0, 1: 0}, run.logs()
     for rank in (0, 1):
-        assert f"classifier-1: resuming after epoch {done} of 20" in run.log(rank)
+        assert f"classifier-1: resuming after epoch {done} of 20" in run.log(rank), f"worker {rank} did not resume"
     # One complete history: every epoch once, none lost and none run twice.
     assert epochs_logged(out, "classifier-1") == list(range(20))
     only_the_chief_wrote(run, out, tmp_path)
