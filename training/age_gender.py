@@ -352,7 +352,7 @@ def main(argv=None):
                       args.restart, resumable=not args.demo)
     fitting.set_determinism(args.deterministic)
     fitting.set_precision(args.mixed_precision)
-    strategy = fitting.distribution()
+    strategy = fitting.distribution(args.cluster_timeout)
     replicas = strategy.num_replicas_in_sync
     batch = args.batch_size * replicas
 

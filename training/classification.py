@@ -16,7 +16,6 @@ class names; `train` does the rest, in the keras-io order:
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,7 +134,7 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str, dens
                           resumable=not args.demo)
     fitting.set_determinism(args.deterministic)
     fitting.set_precision(args.mixed_precision)
-    strategy = fitting.distribution()
+    strategy = fitting.distribution(args.cluster_timeout)
 
     # 1. Data: every file read once (content hash, header check); images streamed from disk. Flagged
     # corrections join the training split only, so the held-out figures stay comparable.
@@ -246,7 +245,7 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str, dens
     publishing.release(run, args.out, {"classifier": with_detector(model, backbone, weights, detector)}, metadata, text,
                        files, args.push_to_hub, args.private)
     if comparison:
-        shutil.rmtree(fitting.work_folder(args.out), ignore_errors=True)  # the other backbones' work folders
+        fitting.remove_work_folder(args.out)  # the other backbones' work folders
     return metrics
 
 
@@ -272,10 +271,10 @@ def compare(backbone: str, run: fitting.Run, fitted, predicted, sources, classes
     """One backbone's row of the comparison: trained (or resumed) in its own work folder, then
     scored on the three splits. The row is kept in that folder, so a resumed comparison does not
     train or score a finished backbone again."""
-    record = run.work / "comparison.json"
-    if record.is_file():
+    row = run.recorded("comparison.json")
+    if row is not None:
         print(f"{backbone}: compared in an earlier run")
-        return json.loads(record.read_text())
+        return row
     print(f"Comparing backbones: {backbone}")
     model = fitted(backbone, run)
     scores = [evaluation.classification_metrics(*predicted(model, source), classes, k=1) for source in sources]
@@ -283,6 +282,7 @@ def compare(backbone: str, run: fitting.Run, fitted, predicted, sources, classes
            "train_accuracy": scores[0]["top1_accuracy"], "validation_accuracy": scores[1]["top1_accuracy"],
            "test_accuracy": scores[2]["top1_accuracy"], "test_recall_macro": scores[2]["recall_macro"]}
     print("  " + ", ".join(f"{key} {value}" for key, value in row.items() if key != "backbone"))
+    record = run.work / "comparison.json"
     partial = record.with_suffix(".part")
     partial.write_text(json.dumps(row, indent=1) + "\n")
     partial.replace(record)

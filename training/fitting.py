@@ -2,8 +2,9 @@
 
 - Devices: `distribution()` mirrors the model over every GPU of the machine
   (tf.distribute.MirroredStrategy), or over several machines when TF_CONFIG describes a cluster
-  (MultiWorkerMirroredStrategy). The batch size a recipe is given is per device (per replica):
-  the global batch is that times the number of replicas, and the learning rate is left as given.
+  (MultiWorkerMirroredStrategy; training/cluster.py: joining, who writes, what the chief decides).
+  The batch size a recipe is given is per device (per replica): the global batch is that times
+  the number of replicas, and the learning rate is left as given.
 - Repeatability: `--deterministic` turns on TensorFlow's op determinism (the same command, the
   same network on the same machine); otherwise the input pipeline's order and some kernels vary.
 - Precision: `--mixed-precision` computes in float16 on GPUs (Keras' mixed_float16 policy,
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import keras
 
+from training import cluster
 from training.backbones import leaf_layers
 
 MONITOR = "val_loss"
@@ -40,30 +42,34 @@ MONITOR = "val_loss"
 
 # --- devices and precision -------------------------------------------------------------------
 
-def distribution():
-    """The tf.distribute strategy for this machine: several machines (TF_CONFIG), several devices
-    (every GPU; or, without a GPU, the logical CPUs a test has split the processor into), or the
-    default one-device strategy."""
+def distribution(cluster_timeout: float = cluster.TIMEOUT):
+    """The tf.distribute strategy for this machine: several machines when TF_CONFIG describes a
+    cluster (training/cluster.py; a worker that cannot reach the others within `cluster_timeout`
+    seconds stops, naming them), several devices (every GPU; or, without a GPU, the logical CPUs a
+    test has split the processor into), or the default one-device strategy."""
     import tensorflow as tf
 
-    if os.environ.get("TF_CONFIG"):
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    member = cluster.from_environment()
+    if member is not None:
+        strategy = cluster.join(member, cluster_timeout)
     else:
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         strategy = tf.distribute.MirroredStrategy([d.name for d in devices]) if len(devices) > 1 \
             else tf.distribute.get_strategy()
     if strategy.num_replicas_in_sync > 1:
-        print(f"Training on {strategy.num_replicas_in_sync} replicas ({type(strategy).__name__}); "
+        where = f" on {len(member.members)} machines, this one {member.name}" if member and len(member.members) > 1 else ""
+        print(f"Training on {strategy.num_replicas_in_sync} replicas ({type(strategy).__name__}){where}; "
               f"the batch size given is per replica")
     return strategy
 
 
 def shard_of(strategy) -> tuple[int, int] | None:
-    """(machines, this machine's index) under a multi-machine strategy: each reads its own records."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
-    workers = len(spec.get("worker", [])) + len(spec.get("chief", []))
-    return (workers, resolver.task_id) if workers > 1 else None
+    """(workers, this worker's rank) in a cluster of machines, each of which reads its own records;
+    None on one machine."""
+    team = cluster.team()
+    if team is None or team.strategy is not strategy:
+        return None
+    return len(team.cluster.members), team.cluster.rank
 
 
 def set_determinism(enabled: bool) -> None:
@@ -164,7 +170,7 @@ def fit_two_phases(run: "Run", name: str, model, base, train, val, compile_model
     if first < second:
         print(f"{name}: phase 2's best {MONITOR} ({second:.4g}) is worse than phase 1's ({first:.4g}); "
               f"the network keeps phase 1's weights")
-        model.load_weights(run.final_weights(f"{name}-1"))
+        model.load_weights(run.final_weights(f"{name}-1"))  # every worker's, the chief's weights
 
 
 # --- resumable runs -------------------------------------------------------------------------
@@ -177,13 +183,26 @@ class Run:
     with other settings is not resumed: the command says so and how to start over.
 
     `resumable=False` (demo builds) keeps each stage's best weights in memory instead of writing
-    checkpoints, and its history as a CSV only."""
+    checkpoints, and its history as a CSV only.
+
+    In a cluster (training/cluster.py) the work folder is the chief's: another worker keeps its
+    checkpoints in a scratch folder of its own, emptied when it starts and deleted at the end, and
+    takes every decision a resumed run makes from the chief (finished stages, the epoch to go on
+    after, the history so far, the weights)."""
 
     def __init__(self, out: Path, settings: dict, restart: bool = False, work: Path | None = None,
                  resumable: bool = True):
         self.work = Path(work) if work is not None else work_folder(out)
         self.resumable = resumable
+        self.writes = cluster.writes()
         settings = json.loads(json.dumps(settings, default=str))
+        self.settings = settings
+        if not self.writes:
+            scratch = cluster.scratch(out)
+            self.scratch = scratch
+            self.work = scratch / self.work.relative_to(work_folder(out)) if self.work.is_relative_to(
+                work_folder(out)) else scratch / self.work.name
+            shutil.rmtree(self.work, ignore_errors=True)  # never resumed from: the chief's folder is
         record = self.work / "run.json"
         if restart and self.work.exists():
             shutil.rmtree(self.work)
@@ -197,27 +216,37 @@ class Run:
                     f"{self.work} holds an interrupted run with other settings ({', '.join(changed)}). "
                     f"Run the same command again to resume it, or add --restart to start over.")
             print(f"Resuming the interrupted run in {self.work}")
-        else:
+        self._agreed = False
+
+    def _start(self) -> None:
+        """The work folder and its record of the settings, made at the first stage: a run that
+        stops before (a cluster that did not form) leaves nothing to resume or to refuse."""
+        record = self.work / "run.json"
+        if not record.is_file():
             self.work.mkdir(parents=True, exist_ok=True)
-            record.write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n")
+            record.write_text(json.dumps(self.settings, indent=1, sort_keys=True) + "\n")
 
     def fit(self, model, train, val, stage: str, epochs: int, patience: int, monitor: str = MONITOR) -> None:
         """One resumable `model.fit` of at most `epochs` epochs with early stopping; the model ends
         with the stage's best weights."""
         folder = self.work / stage
         final = self.final_weights(stage)
-        if final.is_file():
-            model.load_weights(final)
+        team = self._team()
+        self._start()
+        if self._chief(final.is_file()):
+            if final.is_file():  # the chief's; another worker is given its weights below
+                model.load_weights(final)
             print(f"{stage}: finished in an earlier run; its weights are reloaded")
+            self._keep_final(model, stage)
             return
         folder.mkdir(parents=True, exist_ok=True)
         history = folder / "history.csv"
         done = _finished_epochs(folder / "backup")
         rows = _history_rows(history, done)
+        done, values = self._chief((done, _logged(rows, monitor)))
         if done:
             print(f"{stage}: resuming after epoch {done} of {epochs}")
         best_file = folder / "best.weights.h5"
-        values = _logged(rows, monitor)
         # EpochSeconds before the logger, which then writes the epoch's time with its metrics.
         callbacks = [EpochSeconds(), keras.callbacks.CSVLogger(history, append=True)]
         if self.resumable:
@@ -233,16 +262,55 @@ class Run:
             ]
         else:
             callbacks.append(keras.callbacks.EarlyStopping(monitor, patience=patience, restore_best_weights=True))
-        model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=2)
+        steps = {}
+        if team is not None:
+            callbacks.append(InStep(team))  # after BackupAndRestore, which restores the chief
+            cluster.fit_in_cluster(model, train.element_spec)
+            (train, steps["steps_per_epoch"]), (val, steps["validation_steps"]) = map(team.distributed, (train, val))
+        model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=2, **steps)
         # BackupAndRestore tells fit where to resume through model._initial_epoch and never clears
         # it: the model's next fit (the next phase) would start at that epoch and skip as many
         # (Keras 3.15; see docs/decisions.md). Clear it at our edge.
         model._initial_epoch = None
         if best_file.is_file():
             model.load_weights(best_file)
-        partial = folder / "final.part.weights.h5"
+        self._keep_final(model, stage)
+
+    def _keep_final(self, model, stage: str) -> None:
+        """The stage's weights, the chief's on every worker, saved as the stage's final weights."""
+        team = self._team()
+        if team is not None:
+            team.share(model.variables)
+        partial = self.work / stage / "final.part.weights.h5"
+        partial.parent.mkdir(parents=True, exist_ok=True)
         model.save_weights(partial)
-        os.replace(partial, final)
+        os.replace(partial, self.final_weights(stage))
+
+    def _team(self):
+        """The cluster's team, once it has checked that every worker runs with the chief's settings."""
+        team = cluster.team()
+        if team is not None and not self._agreed:
+            chief = team.from_chief(self.settings)
+            differs = sorted(k for k in set(chief) | set(self.settings) if chief.get(k) != self.settings.get(k))
+            if team.any(bool(differs)):
+                raise cluster.ClusterError(
+                    f"{team.cluster.name} was started with other options than the chief "
+                    f"({', '.join(f'{k}: {self.settings.get(k)!r} here, {chief.get(k)!r} on the chief' for k in differs)})"
+                    if differs else f"{team.cluster.name}: another worker was started with other options than the "
+                    f"chief. Run the same command on every machine.")
+            self._agreed = True
+        return team
+
+    def _chief(self, value):
+        """`value` as the chief's work folder gives it, on every worker of a cluster."""
+        team = self._team()
+        return value if team is None else team.from_chief(value)
+
+    def recorded(self, name: str):
+        """The JSON record `name` the chief's work folder holds (e.g. a finished backbone's
+        comparison row), on every worker; None when there is none."""
+        file = self.work / name
+        return self._chief(json.loads(file.read_text()) if file.is_file() else None)
 
     def final_weights(self, stage: str) -> Path:
         """The weights a finished stage ended with (its best epoch's)."""
@@ -251,10 +319,11 @@ class Run:
     def best(self, stage: str, monitor: str = MONITOR) -> float:
         """The stage's best (lowest) logged value of `monitor`, resumed epochs included; inf when none."""
         history = self.work / stage / "history.csv"
-        if not history.is_file():
-            return float("inf")
-        with history.open(newline="") as handle:
-            return min(_logged(csv.DictReader(handle), monitor), default=float("inf"))
+        value = float("inf")
+        if history.is_file():
+            with history.open(newline="") as handle:
+                value = min(_logged(csv.DictReader(handle), monitor), default=float("inf"))
+        return self._chief(value)
 
     def fit_seconds(self) -> float:
         """The wall time of every finished epoch of every stage, summed: the time to fit, also
@@ -269,7 +338,7 @@ class Run:
         """The history of every stage, for the bundle's logs/: one CSV each and TensorBoard event
         files (the Hub shows these as "Training metrics")."""
         files = {}
-        for folder in sorted(p for p in self.work.iterdir() if p.is_dir()):
+        for folder in sorted(p for p in self.work.iterdir() if p.is_dir()) if self.work.is_dir() else ():
             if (folder / "history.csv").is_file():
                 files[f"logs/{folder.name}.csv"] = (folder / "history.csv").read_bytes()
             for event in sorted((folder / "tensorboard").rglob("*tfevents*")):
@@ -277,13 +346,20 @@ class Run:
         return files
 
     def finish(self) -> None:
-        """The bundle is written: the work folder has served its purpose."""
+        """The bundle is written: the work folder (another worker's scratch folder) has served its purpose."""
         shutil.rmtree(self.work, ignore_errors=True)
+        if not self.writes:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def work_folder(out: Path) -> Path:
     """Where a run of the bundle `out` keeps its work: beside it, `<out>.work/`."""
     return Path(out).with_name(Path(out).name + ".work")
+
+
+def remove_work_folder(out: Path) -> None:
+    """The bundle `out` is written: its work folder goes (the chief's; another worker's scratch folder)."""
+    shutil.rmtree(work_folder(out) if cluster.writes() else cluster.scratch(out), ignore_errors=True)
 
 
 class EpochSeconds(keras.callbacks.Callback):
@@ -325,6 +401,32 @@ def _history_rows(history: Path, done: int) -> list[dict]:
     else:
         history.unlink()
     return rows
+
+
+class InStep(keras.callbacks.Callback):
+    """Keeps the workers of a cluster in step where Keras does not:
+
+    - at the start, once BackupAndRestore has restored the chief: every worker goes on after the
+      chief's epoch, with the chief's weights and optimizer state;
+    - before each validation: BatchNorm's moving statistics, which Keras 3 updates on each worker
+      from its own batches (they are not aggregated like the weights), become their mean over the
+      workers, so that every worker validates, and the chief saves, the same network. (Keras 2
+      averaged them on every read.)"""
+
+    def __init__(self, team):
+        super().__init__()
+        self.team = team
+
+    def on_train_begin(self, logs=None):
+        self.model._initial_epoch = self.team.from_chief(self.model._initial_epoch or 0) or None
+        optimizer = self.model.optimizer
+        self.team.share([*self.model.variables, *(optimizer.variables if optimizer is not None and optimizer.built
+                                                  else [])])
+
+    def on_test_begin(self, logs=None):
+        self.team.average(variable for layer in leaf_layers(self.model)
+                          if isinstance(layer, keras.layers.BatchNormalization)
+                          for variable in (layer.moving_mean, layer.moving_variance))
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):

@@ -199,23 +199,34 @@ def batches(source: Source, example: Callable, signature, batch_size: int, seed:
     With a `seed`, the order is reshuffled and every example gets fresh random numbers each epoch
     (training); without, the order and the random numbers are the same every time (evaluation).
     `with_index` gives (example, record index) instead, without the records that could not be
-    decoded, to line predictions up with records. `shard` = (count, index) keeps every count-th record, for
-    one machine of several. With several `replicas` (devices), every batch is whole and splits
+    decoded, to line predictions up with records. With several `replicas` (devices), every batch is whole and splits
     evenly between them (a device left with an empty part of a last, short batch fails the step):
     the batch shrinks to fit a small set, and the last short batch is left out; training sets are
-    reshuffled every epoch, so every record still takes its turn."""
+    reshuffled every epoch, so every record still takes its turn.
+
+    `shard` = (workers, rank), for one machine of several (training/cluster.py): the records are
+    shuffled alike on every machine (the same seed) and each machine keeps every workers-th one of
+    that order, so the machines read disjoint shares that cover the set, a new share each epoch.
+    Each share has len // workers records, so that every machine takes the same number of steps
+    (one with a step more would wait for the others' forever); the batch is the global one, which
+    tf.distribute splits between the machines' replicas."""
     import tensorflow as tf
 
+    workers, rank = shard or (1, 0)
+    share = len(source) // workers
     if replicas > 1:
-        batch_size = max(replicas, min(batch_size, len(source) // replicas * replicas))
+        batch_size = max(replicas, min(batch_size, share // replicas * replicas))
 
     flat = tf.nest.flatten(signature)
     indices = tf.data.Dataset.range(len(source))
-    if shard is not None:
-        indices = indices.shard(*shard)
     if seed is not None:
         indices = indices.shuffle(len(source), seed=seed, reshuffle_each_iteration=True)
-    randoms = tf.data.Dataset.random(seed=0 if seed is None else seed, rerandomize_each_iteration=seed is not None)
+    if shard is not None:
+        indices = indices.shard(workers, rank).take(share)
+    # Each machine's own random numbers (turns, crops): the same stream on two would turn their
+    # k-th faces alike.
+    randoms = tf.data.Dataset.random(seed=(0 if seed is None else seed) + rank,
+                                     rerandomize_each_iteration=seed is not None)
 
     def load(index, random):
         index = int(index)

@@ -155,7 +155,7 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str) -> d
                       args.restart, resumable=not args.demo)
     fitting.set_determinism(args.deterministic)
     fitting.set_precision(args.mixed_precision)
-    strategy = fitting.distribution()
+    strategy = fitting.distribution(args.cluster_timeout)
 
     # 1. Data: every file read once (content hash, header check), split, streamed from disk. Flagged
     # corrections join the training split after the split, so validation and test stay as without them.

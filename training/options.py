@@ -7,11 +7,13 @@ import shlex
 import sys
 from pathlib import Path
 
+from training import cluster
 from training.backbones import BACKBONES
 
 # Options that do not change what a run computes: a run interrupted with one value of these
 # resumes with another.
-NOT_SETTINGS = ("push_to_hub", "private", "with_examples", "cache", "restart", "demo", "deterministic")
+NOT_SETTINGS = ("push_to_hub", "private", "with_examples", "cache", "restart", "demo", "deterministic",
+                "cluster_timeout")
 
 
 FLAGS_HELP = ("a folder of corrections flagged in the app (images/<id>.<ext> and metadata.jsonl, as its Flag "
@@ -87,6 +89,9 @@ def common_parser(description: str, default_size: int, default_backbone: str, ba
                         help="keep decoded, resized images here: later epochs and later runs skip decoding")
     parser.add_argument("--restart", action="store_true",
                         help="discard an interrupted run of this bundle instead of resuming it")
+    parser.add_argument("--cluster-timeout", type=float, default=cluster.TIMEOUT, metavar="SECONDS",
+                        help="with TF_CONFIG naming several machines (training/cluster.py): how long a worker waits "
+                             "for the others to answer before it stops, naming those it could not reach")
     parser.add_argument("--push-to-hub", metavar="REPO", help="upload the bundle to this Hub model repo")
     parser.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo private")
     parser.add_argument("--with-examples", action="store_true",

@@ -11,6 +11,7 @@ from typing import Callable
 
 from core.bundle import save_bundle
 from core.preprocess import PREPROCESSING
+from training import cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -301,7 +302,10 @@ def base_metadata(task: str, labels: list[str], size: int, metrics: dict, datase
 
 
 def write_bundle(out: Path, networks: dict, metadata: dict, card: str, extra_files=None) -> Path:
-    """Save the bundle: the first network at its root, plain (float32, uncompiled: core.bundle)."""
+    """Save the bundle: the first network at its root, plain (float32, uncompiled: core.bundle).
+    In a cluster only the chief writes it (training/cluster.py)."""
+    if not cluster.writes():
+        return Path(out)
     path = save_bundle(out, networks, metadata, card, extra_files)
     print(f"Model bundle written to {path}")
     return path
@@ -310,11 +314,28 @@ def write_bundle(out: Path, networks: dict, metadata: dict, card: str, extra_fil
 def release(run, out: Path, networks: dict, metadata: dict, card: WrittenCard, files: dict, repo: str | None,
             private: bool = False) -> Path:
     """The end of every recipe: the bundle written with its card and the run's training history in
-    logs/, the run's work folder closed, and the bundle pushed to the Hub `repo` if one is given."""
-    path = write_bundle(out, networks, metadata, card.text, {**files, **card.files, **run.logs()})
+    logs/, the run's work folder closed, and the bundle pushed to the Hub `repo` if one is given.
+
+    In a cluster the chief alone writes and pushes; the other workers delete their scratch folders
+    and wait for it, so that no worker leaves the cluster while the chief still needs it, and the
+    run ends everywhere at once."""
+    path = Path(out)
+    if run.writes:
+        path = write_bundle(out, networks, metadata, card.text, {**files, **card.files, **run.logs()})
     run.finish()
     if repo:
         push_to_hub(path, repo, metadata["task"], private)
+    team = cluster.team()
+    if team is not None:
+        try:
+            written = team.from_chief(str(path))
+        except Exception as error:  # noqa: BLE001  TensorFlow's errors of a peer gone have many types
+            if not run.writes:
+                raise
+            print(f"The bundle is complete, but a worker left before the end ({type(error).__name__})")
+        else:
+            if not run.writes:
+                print(f"{team.cluster.name}: done; the chief wrote the bundle ({written} on its machine)")
     return path
 
 
@@ -333,9 +354,11 @@ def push(repo: str, repo_type: str, files: dict, private: bool, message: str) ->
     return api.create_commit(repo, operations, commit_message=message, repo_type=repo_type).oid
 
 
-def push_to_hub(folder: Path, repo_id: str, task: str, private: bool = False) -> str:
+def push_to_hub(folder: Path, repo_id: str, task: str, private: bool = False) -> str | None:
     """Upload the bundle folder to a model repo (private if asked), its card's snippet naming that
-    repo; returns the commit to pin."""
+    repo; returns the commit to pin. In a cluster only the chief pushes (None elsewhere)."""
+    if not cluster.writes():
+        return None
     files = {path.relative_to(folder).as_posix(): path for path in sorted(folder.rglob("*")) if path.is_file()}
     card = folder / "README.md"
     if card.is_file():
