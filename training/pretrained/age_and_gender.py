@@ -106,12 +106,13 @@ def build_demo(out, workdir, repo: str | None = None) -> None:
 
     workdir = Path(workdir)
     drawn = workdir / "faces"
-    make_imdb_wiki(drawn, count=120, size=96, seed=0)
-    make_utkface(drawn, count=120, size=96, seed=1)
+    make_imdb_wiki(drawn, count=300, size=96, seed=0)
+    make_utkface(drawn, count=300, size=96, seed=1)
     rotation_run = workdir / "rotation"
-    # The gender and age network of this run is never used (--epochs 0): only its rotation network.
+    # The gender and age network of this run is never used (--epochs 0): only its rotation network. 600 faces
+    # and 30 epochs: 2 degrees of error where 240 faces and 8 epochs learnt nothing (25 against 26 for a constant).
     age_gender.main(["--data", str(drawn), "--out", str(rotation_run), "--backbone", "small", "--weights", "none",
-                     "--image-size", str(CHIP_SIZE), "--epochs", "0", "--rotation-epochs", "8", "--patience", "8",
+                     "--image-size", str(CHIP_SIZE), "--epochs", "0", "--rotation-epochs", "30", "--patience", "30",
                      "--fine-tune-epochs", "0", "--batch-size", "32", "--angle-bin", "5", "--demo"])
     trained = read_metadata(rotation_run)
     rotation = load_network(rotation_run, "rotation", trained["networks"]["rotation"])
