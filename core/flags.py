@@ -38,6 +38,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from core.atomic import write_atomic
 from core.errors import InputError
 from core.images import open_image
 
@@ -130,9 +131,7 @@ def save(flagging: Flagging, image, answer, correction, comment: str | None = ""
                             f"can push the flags to the Hub and clear the folder (python -m core.flags push).")
         (folder / IMAGES).mkdir(parents=True, exist_ok=True)
         # The image first, whole (written aside, then renamed): a line never names a missing file.
-        partial = folder / f".{flag_id}.partial"
-        partial.write_bytes(data)
-        os.replace(partial, folder / record["file_name"])
+        write_atomic(folder / record["file_name"], data, folder / f".{flag_id}.partial")
         _append(folder / METADATA, line)
     return record
 

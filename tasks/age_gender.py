@@ -31,7 +31,7 @@ KIND = "faces"
 PREDICT_OPTIONS = ("tilt_by",)
 # The model training.demo builds when the tab has none: the recipe module whose build_demo makes it, and
 # about how long that takes on 2 CPU cores with another build beside it.
-DEMO_RECIPE, DEMO_SECONDS = "training.pretrained.age_and_gender", 50
+DEMO_RECIPE, DEMO_SECONDS = "training.age_gender", 50
 
 
 class Metadata(schema.TaskMetadata):

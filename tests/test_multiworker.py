@@ -115,9 +115,8 @@ def test_caries_trains_on_two_workers(tmp_path):
 
 @pytest.mark.slow
 def test_age_and_gender_trains_both_networks_on_two_workers(tmp_path):
-    from training.synthetic.drawn_faces import make_imdb_wiki, make_utkface
-
     from tasks import age_gender
+    from training.synthetic.drawn_faces import make_imdb_wiki, make_utkface
 
     make_imdb_wiki(tmp_path / "faces", count=40, size=64, seed=0)
     make_utkface(tmp_path / "faces", count=40, size=64, seed=1)
@@ -233,7 +232,7 @@ def test_each_worker_reads_its_own_share_a_new_one_each_epoch(tmp_path):
     two batches of 4), drawn afresh every epoch from all the records."""
     import tensorflow as tf
 
-    source = inputs.Source(list(range(23)), lambda record: np.zeros((2, 2, 3), np.uint8), "blank")
+    source = inputs.DecodedRecords(list(range(23)), lambda record: np.zeros((2, 2, 3), np.uint8), "blank")
     signature = (inputs.image_signature(2), tf.TensorSpec((), tf.int64))
 
     def epochs(rank, count=3):

@@ -154,21 +154,21 @@ def test_the_cache_is_read_instead_of_decoding_and_follows_the_files(tmp_path):
         return np.full((4, 4, 3), len(decoded), np.uint8)
 
     cache = tmp_path / "cache"
-    first = inputs.Source(samples, decode, "test decoding", cache)
+    first = inputs.DecodedRecords(samples, decode, "test decoding", cache)
     values, entries = [], []  # each sample's decoded pixels and its cache entry
     for i in range(len(samples)):
         before = set(cache.rglob("*.npz"))
         values.append(first.decoded(i)[0])
         entries += list(set(cache.rglob("*.npz")) - before)
     assert len(decoded) == 6 and len(set(entries)) == 6
-    again = inputs.Source(samples, decode, "test decoding", cache)  # a later run
+    again = inputs.DecodedRecords(samples, decode, "test decoding", cache)  # a later run
     assert all(np.array_equal(again.decoded(i)[0], values[i]) for i in range(6)) and len(decoded) == 6
     os.utime(samples[0].path, ns=(time.time_ns(), time.time_ns() + 10**9))  # the file changed
     entries[1].write_bytes(b"damaged")  # another file's entry
     for i in range(6):
         again.decoded(i)
     assert len(decoded) == 8  # the changed file and the damaged entry, decoded again
-    other = inputs.Source(samples, decode, "another decoding", cache)
+    other = inputs.DecodedRecords(samples, decode, "another decoding", cache)
     other.decoded(0)
     assert len(decoded) == 9  # another decoding never reads this one's cache
 

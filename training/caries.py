@@ -34,12 +34,11 @@ from core.segmentation import (
     Letterbox,
     blend,
     colors,
-    lesion_masks,
     letterbox,
     letterbox_mask,
     restore,
 )
-from training import backbones, fitting, inputs, losses, options, publishing
+from training import backbones, evaluation, fitting, inputs, losses, options, publishing, recipe
 from training.datasets.report import DropReport, report_problems
 from training.datasets.segmentation_masks import Pair, load_pair, read_dataset, read_mask
 from training.datasets.splits import stratified_split
@@ -65,7 +64,7 @@ def split(pairs: list[Pair], seed: int):
     return tuple([pairs[i] for i in idx] for idx in stratified_split(has_lesion, (0.8, 0.1, 0.1), seed))
 
 
-def letterboxed(pairs: list[Pair], num_classes: int, side: int, mirror: bool, cache: Path | None) -> inputs.Source:
+def letterboxed(pairs: list[Pair], num_classes: int, side: int, mirror: bool, cache: Path | None) -> inputs.DecodedRecords:
     """Each pair letterboxed as the app letterboxes an upload (core/segmentation.py): the image, and
     its per-class mask by nearest neighbour. With `mirror`, every pair appears a second time, to be
     mirrored (left and right jaws mirror each other); both share one decoded (and cached) entry."""
@@ -75,7 +74,7 @@ def letterboxed(pairs: list[Pair], num_classes: int, side: int, mirror: bool, ca
         return letterbox(picture, side)[0].astype(np.uint8), letterbox_mask(mask.astype(np.uint8), side)
 
     records = [(pair, False) for pair in pairs] + ([(pair, True) for pair in pairs] if mirror else [])
-    return inputs.Source(records, decode, f"letterbox {side} (core.segmentation), {num_classes} class mask", cache,
+    return inputs.DecodedRecords(records, decode, f"letterbox {side} (core.segmentation), {num_classes} class mask", cache,
                          identity=lambda record: record[0])
 
 
@@ -205,23 +204,7 @@ def parse_class_weights(text: str | None, positives: np.ndarray, total: int, act
 
 # --- evaluation ------------------------------------------------------------------------
 
-def overlap_counts(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """Per class (true positives, predicted, actual) pixel counts; masks are (..., K) boolean."""
-    k = truth.shape[-1]
-    t, p = truth.reshape(-1, k), predicted.reshape(-1, k)
-    return np.stack([(t & p).sum(axis=0), p.sum(axis=0), t.sum(axis=0)], axis=1).astype(np.int64)
-
-
-def scores_from_counts(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dice and IoU per class from pooled counts; a class absent from both truth and prediction scores 1."""
-    tp, predicted, actual = counts[:, 0], counts[:, 1], counts[:, 2]
-    union = predicted + actual - tp
-    dice = np.where(predicted + actual > 0, 2 * tp / np.maximum(predicted + actual, 1), 1.0)
-    iou = np.where(union > 0, tp / np.maximum(union, 1), 1.0)
-    return dice, iou
-
-
-def held_out(model, source: inputs.Source, num_classes: int, side: int, batch_size: int):
+def held_out(model, source: inputs.DecodedRecords, num_classes: int, side: int, batch_size: int):
     """Each held-out pair at its own size, as the app sees it: (pair, picture, true mask,
     probabilities restored from the letterbox). Streamed: one batch of images in memory at a time."""
     signature = inputs.image_signature(side)
@@ -231,57 +214,6 @@ def held_out(model, source: inputs.Source, num_classes: int, side: int, batch_si
             pair = source.records[index][0]
             picture, truth = load_pair(pair, num_classes)
             yield pair, picture, truth, restore(output, Letterbox.fit(picture.width, picture.height, side))
-
-
-THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
-
-
-def tune_threshold(items, activation: str, num_classes: int) -> float:
-    """The threshold with the best mean Dice on the validation images (`held_out`), scored as the
-    test images are and as the app applies it: on the probabilities restored to each image's own size.
-
-    (Scoring on the letterboxed network output instead picks a different threshold: restoring
-    resizes the probabilities bilinearly, which blurs a small lesion's edge over several pixels,
-    so a threshold that costs nothing at the network's size dilates the mask at the image's.)
-    Ties go to the threshold nearest 0.5."""
-    counts = np.zeros((len(THRESHOLDS), num_classes, 3), np.int64)
-    for _, _, truth, p in items:
-        for index, threshold in enumerate(THRESHOLDS):
-            counts[index] += overlap_counts(truth, lesion_masks(p, activation, float(threshold)))
-    best, best_dice = 0.5, -1.0
-    for index in np.argsort(np.abs(THRESHOLDS - 0.5), kind="stable"):
-        dice, _ = scores_from_counts(counts[index])
-        if dice.mean() > best_dice + 1e-9:
-            best, best_dice = float(THRESHOLDS[index]), float(dice.mean())
-    return best
-
-
-def segmentation_metrics(items, activation: str, threshold: float, labels: list[str], shown: int = 3):
-    """Dice and IoU per class and their mean over the held-out images (`held_out`) at their own size,
-    with the two trivial baselines: an empty mask, and every pixel marked as each class. Also
-    returns the `shown` images with the most lesion, for the card's overlays and the app's examples."""
-    counts = np.zeros((len(labels), 3), np.int64)
-    pixels, correct, images, most = 0, 0, 0, []
-    for pair, picture, truth, p in items:
-        predicted = lesion_masks(p, activation, threshold)
-        counts += overlap_counts(truth, predicted)
-        pixels += truth.shape[0] * truth.shape[1]
-        correct += int((truth == predicted).all(axis=-1).sum())
-        most = sorted([*most, (-int(truth.sum()), images, pair, picture, truth, predicted)], key=lambda m: m[:2])[:shown]
-        images += 1
-    dice, iou = scores_from_counts(counts)
-    share = counts[:, 2] / max(pixels, 1)
-    all_dice = 2 * share / (1 + share)
-    metrics = {
-        "dice_mean": float(dice.mean()), "iou_mean": float(iou.mean()), "pixel_accuracy": float(correct / max(pixels, 1)),
-        "test_images": images, "threshold": threshold,
-        "per_class": {label: {"dice": float(d), "iou": float(j), "pixels_true": int(c[2]), "pixels_predicted": int(c[1]),
-                              "share_of_pixels": float(s)}
-                      for label, d, j, c, s in zip(labels, dice, iou, counts, share)},
-        "baselines": {"empty_mask_dice": 0.0, "all_lesion_dice": float(all_dice.mean()),
-                      "all_lesion_iou": float(share.mean())},
-    }
-    return metrics, [m[2:] for m in most]
 
 
 def overlay_pngs(shown, labels) -> dict:
@@ -320,9 +252,6 @@ def main(argv=None):
     args = parser().parse_args(argv)
     if args.weights is None:
         args.weights = "none" if args.backbone == "unet" else "imagenet"
-    import keras
-
-    keras.utils.set_random_seed(args.seed)
     side = args.image_size
 
     # 1. Data: image/mask pairs, every file read once (content hash, header check), split 80/10/10
@@ -334,12 +263,8 @@ def main(argv=None):
     scan = inputs.scan(images + [p.mask for p in pairs + extra], args.data, images=images, extra_root=args.extra_data)
     recorded = {"extra_data_sha256": inputs.fingerprint([f for p in extra for f in (p.image, p.mask)], args.extra_data)
                 } if args.extra_data else {}
-    run = fitting.Run(args.out, options.settings(args, **recorded), args.restart, resumable=not args.demo)
-    fitting.set_determinism(args.deterministic)
-    fitting.set_precision(args.mixed_precision)
-    strategy = fitting.distribution(args.cluster_timeout)
-    replicas = strategy.num_replicas_in_sync
-    batch = args.batch_size * replicas
+    setup = recipe.start(args, recorded)
+    run, strategy, replicas, batch = setup.run, setup.strategy, setup.replicas, setup.batch
     pairs = [p for p in pairs if str(p.image) not in scan.unreadable]
     if len(pairs) < 3:
         raise SystemExit(f"{len(pairs)} readable image/mask pair(s) in {args.data}; at least 3 are needed "
@@ -380,6 +305,8 @@ def main(argv=None):
     loss = losses.SegmentationLoss(args.loss, activation, weights)
 
     def compile_model(network, learning_rate):
+        import keras
+
         network.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
 
     # 3. Train (a pretrained encoder first frozen, then its top fine-tuned).
@@ -395,8 +322,8 @@ def main(argv=None):
                                schedule, backbones.is_pretrained(args.weights), -(-len(train_pairs) // batch))
 
     # 4. Evaluate: threshold tuned on the validation images, scores on the test images, both at their own size.
-    threshold = tune_threshold(held_out(model, val_pairs, len(labels), side, batch), activation, len(labels))
-    metrics, shown = segmentation_metrics(held_out(model, test_pairs, len(labels), side, batch), activation,
+    threshold = evaluation.tune_threshold(held_out(model, val_pairs, len(labels), side, batch), activation, len(labels))
+    metrics, shown = evaluation.segmentation_metrics(held_out(model, test_pairs, len(labels), side, batch), activation,
                                           threshold, labels)
     print(f"test mean Dice {metrics['dice_mean']:.3f}, mean IoU {metrics['iou_mean']:.3f} at threshold {threshold} "
           f"(baselines: empty mask 0.000, all-lesion {metrics['baselines']['all_lesion_dice']:.3f}); "

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training import evaluation, fitting, inputs, options, publishing
+from core.atomic import write_atomic
+from training import evaluation, fitting, inputs, options, publishing, recipe
 from training.backbones import ALIASES, SCRATCH, backbone_features, imagenet_head, is_pretrained, weights_provenance
 from training.datasets.flagged import read_flagged
 from training.datasets.report import readable_path, report_problems
@@ -127,14 +128,8 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str, dens
     backbones = distinct(args.backbone)
     flagged = read_flagged(args.extra_data, task, "single", data.classes) if args.extra_data else None
     recorded = {"extra_data_sha256": flagged.sha256} if flagged else {}
-    keras.utils.set_random_seed(args.seed)
-    run = None
-    if len(backbones) == 1:
-        run = fitting.Run(args.out, options.settings(args, backbone=backbones[0], **recorded), args.restart,
-                          resumable=not args.demo)
-    fitting.set_determinism(args.deterministic)
-    fitting.set_precision(args.mixed_precision)
-    strategy = fitting.distribution(args.cluster_timeout)
+    setup = recipe.start(args, {"backbone": backbones[0], **recorded}, one_run=len(backbones) == 1)
+    run, strategy, replicas, batch = setup.run, setup.strategy, setup.replicas, setup.batch
 
     # 1. Data: every file read once (content hash, header check); images streamed from disk. Flagged
     # corrections join the training split only, so the held-out figures stay comparable.
@@ -160,8 +155,6 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str, dens
     def labelled(source):
         return lambda index, decoded, rng: (decoded[0], source.records[index].label)
 
-    replicas = strategy.num_replicas_in_sync
-    batch = args.batch_size * replicas
     train_batches = inputs.batches(train_images, labelled(train_images), signature, batch, seed=args.seed,
                                    shard=fitting.shard_of(strategy), replicas=replicas)
     val_batches = inputs.batches(val_images, labelled(val_images), signature, batch, replicas=replicas)
@@ -282,10 +275,7 @@ def compare(backbone: str, run: fitting.Run, fitted, predicted, sources, classes
            "train_accuracy": scores[0]["top1_accuracy"], "validation_accuracy": scores[1]["top1_accuracy"],
            "test_accuracy": scores[2]["top1_accuracy"], "test_recall_macro": scores[2]["recall_macro"]}
     print("  " + ", ".join(f"{key} {value}" for key, value in row.items() if key != "backbone"))
-    record = run.work / "comparison.json"
-    partial = record.with_suffix(".part")
-    partial.write_text(json.dumps(row, indent=1) + "\n")
-    partial.replace(record)
+    write_atomic(run.work / "comparison.json", (json.dumps(row, indent=1) + "\n").encode())
     return row
 
 

@@ -135,16 +135,5 @@ def build_demo(out: Path, workdir: Path):
           "--image-size", "224", "--with-examples"])
 
 
-def build_synthetic(out: Path, workdir: Path):
-    """A bundle trained for a minute on synthetic dogs (one coat pattern per breed): for tests and
-    benchmarks that need this recipe's own output, not real answers."""
-    from training.synthetic.dogs import make_stanford_dogs
-
-    data = make_stanford_dogs(workdir / "stanford_dogs", breeds=6, per_breed=30, size=128)
-    main(["--data", str(data), "--out", str(out), "--backbone", "conv4-gap", "--weights", "none", "--image-size", "64",
-          "--epochs", "8", "--patience", "8", "--fine-tune-epochs", "0", "--batch-size", "16", "--learning-rate",
-          "0.003", "--with-examples", "--demo"])
-
-
 if __name__ == "__main__":
     main()

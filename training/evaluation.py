@@ -5,7 +5,9 @@ Single-label classifiers: accuracy, top-k accuracy, macro and micro precision, r
 (macro averages over every class, a class never predicted counting 0, as scikit-learn does), a
 per-class report and the confusion matrix. Multi-label models: micro and macro F1, precision and
 recall at the tuned thresholds, average precision per label and its mean, and precision@k and
-recall@k (the one pair scikit-learn has no function for, computed here).
+recall@k (the one pair scikit-learn has no function for, computed here). Age & gender: the
+rotation network's and the eye line's tilt errors, gender accuracy, age error, each beside its
+baseline. Segmentation: Dice and IoU per class over the held-out pixels, and the tuned threshold.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ import io
 
 import numpy as np
 from sklearn import metrics as skm
+
+from core import faces
+from core.segmentation import lesion_masks
+from training.datasets.face_records import GENDERS
 
 K_VALUES = (1, 3, 5)
 
@@ -172,3 +178,122 @@ def multilabel_metrics(scores: np.ndarray, targets: np.ndarray, thresholds: np.n
         for j, label in zip(ids, labels)
     }
     return metrics
+
+
+# --- age & gender ------------------------------------------------------------------------------
+
+def best_constant_angle_error(angles) -> float:
+    """Mean angular error of the best single guess (searched every degree): the baseline."""
+    candidates = np.arange(-180, 180, 1.0)
+    return float(min(np.mean(faces.angle_error(c, angles)) for c in candidates))
+
+
+def tilt_report(network_angles, eye_angles, true_angles) -> dict:
+    """Both tilt estimates' held-out errors, and which one the app uses by default: the eyes where
+    they are found, when on those faces they beat the network."""
+    network_errors = faces.angle_error(network_angles, true_angles)
+    found = ~np.isnan(eye_angles)
+    eye_errors = faces.angle_error(eye_angles[found], true_angles[found])
+    report = {"network_mae": float(np.mean(network_errors)),
+              "eyes_found": float(found.mean()) if len(found) else 0.0,
+              "eyes_mae": float(np.mean(eye_errors)) if found.any() else None,
+              "network_mae_where_eyes_found": float(np.mean(network_errors[found])) if found.any() else None}
+    eyes_better = found.any() and report["eyes_mae"] < report["network_mae_where_eyes_found"]
+    report["default"] = "eyes" if eyes_better else "network"
+    return report
+
+
+def age_gender_metrics(predicted_angles, true_angles, eye_angles, outputs, y_gender, y_age, train_gender, train_age) -> dict:
+    """Held-out metrics: the rotation network and the eye line on turned faces, gender and age on
+    upright ones, each next to its baseline."""
+    errors = faces.angle_error(predicted_angles, true_angles)
+    gender_pred = outputs["gender"].argmax(axis=1)
+    age_pred = outputs["age"].reshape(-1)
+    majority = np.bincount(train_gender, minlength=len(GENDERS)).argmax()
+    mean_age = float(np.mean(train_age))
+    per_class = classification_metrics(y_gender, outputs["gender"], list(GENDERS), k=1)["per_class"]
+    return {
+        "rotation_mae_degrees": float(np.mean(errors)),
+        "rotation_within_10_degrees": float(np.mean(errors <= 10)),
+        "tilt": tilt_report(predicted_angles, eye_angles, true_angles),
+        "gender_accuracy": float(np.mean(gender_pred == y_gender)),
+        "age_mae": float(np.mean(np.abs(age_pred - y_age))),
+        "age_rmse": float(np.sqrt(np.mean((age_pred - y_age) ** 2))),
+        "baselines": {
+            "rotation_mae_best_constant": best_constant_angle_error(true_angles),
+            "gender_accuracy_majority": float(np.mean(y_gender == majority)),
+            "age_mae_train_mean": float(np.mean(np.abs(mean_age - y_age))),
+            "age_rmse_train_mean": float(np.sqrt(np.mean((mean_age - y_age) ** 2))),
+        },
+        "gender_per_class": per_class,
+        "test_faces": int(len(y_age)),
+    }
+
+
+# --- segmentation (caries) --------------------------------------------------------------------
+
+def overlap_counts(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Per class (true positives, predicted, actual) pixel counts; masks are (..., K) boolean."""
+    k = truth.shape[-1]
+    t, p = truth.reshape(-1, k), predicted.reshape(-1, k)
+    return np.stack([(t & p).sum(axis=0), p.sum(axis=0), t.sum(axis=0)], axis=1).astype(np.int64)
+
+
+def scores_from_counts(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dice and IoU per class from pooled counts; a class absent from both truth and prediction scores 1."""
+    tp, predicted, actual = counts[:, 0], counts[:, 1], counts[:, 2]
+    union = predicted + actual - tp
+    dice = np.where(predicted + actual > 0, 2 * tp / np.maximum(predicted + actual, 1), 1.0)
+    iou = np.where(union > 0, tp / np.maximum(union, 1), 1.0)
+    return dice, iou
+
+
+THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
+
+
+def tune_threshold(items, activation: str, num_classes: int) -> float:
+    """The threshold with the best mean Dice on the validation images (`held_out`), scored as the
+    test images are and as the app applies it: on the probabilities restored to each image's own size.
+
+    (Scoring on the letterboxed network output instead picks a different threshold: restoring
+    resizes the probabilities bilinearly, which blurs a small lesion's edge over several pixels,
+    so a threshold that costs nothing at the network's size dilates the mask at the image's.)
+    Ties go to the threshold nearest 0.5."""
+    counts = np.zeros((len(THRESHOLDS), num_classes, 3), np.int64)
+    for _, _, truth, p in items:
+        for index, threshold in enumerate(THRESHOLDS):
+            counts[index] += overlap_counts(truth, lesion_masks(p, activation, float(threshold)))
+    best, best_dice = 0.5, -1.0
+    for index in np.argsort(np.abs(THRESHOLDS - 0.5), kind="stable"):
+        dice, _ = scores_from_counts(counts[index])
+        if dice.mean() > best_dice + 1e-9:
+            best, best_dice = float(THRESHOLDS[index]), float(dice.mean())
+    return best
+
+
+def segmentation_metrics(items, activation: str, threshold: float, labels: list[str], shown: int = 3):
+    """Dice and IoU per class and their mean over the held-out images (`held_out`) at their own size,
+    with the two trivial baselines: an empty mask, and every pixel marked as each class. Also
+    returns the `shown` images with the most lesion, for the card's overlays and the app's examples."""
+    counts = np.zeros((len(labels), 3), np.int64)
+    pixels, correct, images, most = 0, 0, 0, []
+    for pair, picture, truth, p in items:
+        predicted = lesion_masks(p, activation, threshold)
+        counts += overlap_counts(truth, predicted)
+        pixels += truth.shape[0] * truth.shape[1]
+        correct += int((truth == predicted).all(axis=-1).sum())
+        most = sorted([*most, (-int(truth.sum()), images, pair, picture, truth, predicted)], key=lambda m: m[:2])[:shown]
+        images += 1
+    dice, iou = scores_from_counts(counts)
+    share = counts[:, 2] / max(pixels, 1)
+    all_dice = 2 * share / (1 + share)
+    metrics = {
+        "dice_mean": float(dice.mean()), "iou_mean": float(iou.mean()), "pixel_accuracy": float(correct / max(pixels, 1)),
+        "test_images": images, "threshold": threshold,
+        "per_class": {label: {"dice": float(d), "iou": float(j), "pixels_true": int(c[2]), "pixels_predicted": int(c[1]),
+                              "share_of_pixels": float(s)}
+                      for label, d, j, c, s in zip(labels, dice, iou, counts, share)},
+        "baselines": {"empty_mask_dice": 0.0, "all_lesion_dice": float(all_dice.mean()),
+                      "all_lesion_iou": float(share.mean())},
+    }
+    return metrics, [m[2:] for m in most]

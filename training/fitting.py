@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import keras
 
+from core.atomic import atomic_file
 from training import cluster
 from training.backbones import leaf_layers
 
@@ -281,10 +281,9 @@ class Run:
         team = self._team()
         if team is not None:
             team.share(model.variables)
-        partial = self.work / stage / "final.part.weights.h5"
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        model.save_weights(partial)
-        os.replace(partial, self.final_weights(stage))
+        # Keras saves weights only to a name ending in .weights.h5
+        with atomic_file(self.final_weights(stage), self.work / stage / "final.part.weights.h5") as partial:
+            model.save_weights(partial)
 
     def _team(self):
         """The cluster's team, once it has checked that every worker runs with the chief's settings."""

@@ -43,6 +43,7 @@ from typing import Callable
 
 import numpy as np
 
+from core.atomic import write_atomic
 from core.images import ImageError, open_image
 from core.preprocess import model_input
 
@@ -105,7 +106,7 @@ def fingerprint(files, root: Path) -> str:
 
 # --- decoding, with an optional on-disk cache --------------------------------------------------
 
-class Source:
+class DecodedRecords:
     """Records and how to decode one. `spec` names what `decode` does (sizes, crops): it is part of
     the cache key, so changing the decoding never reads a stale cache. `identity(record)` is what
     the decoded arrays depend on (default: the record itself, a dataclass naming its files): two
@@ -165,30 +166,28 @@ def _files(identity) -> list[Path]:
 
 
 def _write_atomic(file: Path, arrays: tuple) -> None:
-    file.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez(buffer, *arrays)
-    temporary = file.with_name(f"{file.name}.{os.getpid()}.{threading.get_ident()}.part")
+    # A part file of each thread's own: tf.data's threads and a cluster's workers may decode one record at once.
     try:
-        temporary.write_bytes(buffer.getvalue())
-        os.replace(temporary, file)
+        write_atomic(file, buffer.getvalue(), file.with_name(f"{file.name}.{os.getpid()}.{threading.get_ident()}.part"))
     except OSError:
-        temporary.unlink(missing_ok=True)  # a cache that cannot be written is only slower
+        pass  # a cache that cannot be written is only slower
 
 
-def resized_images(size: int, cache: Path | None = None) -> Callable[[list], Source]:
+def resized_images(size: int, cache: Path | None = None) -> Callable[[list], DecodedRecords]:
     """Decoding for classifiers: the sample's image (cropped to its box, if any), resized to
     size x size as core.preprocess does for the app, kept as uint8."""
 
     def decode(sample: Sample):
         return model_input(sample.path, (size, size), sample.box, sample.frame).astype(np.uint8)
 
-    return lambda samples: Source(samples, decode, f"resize {size}x{size} (core.preprocess.model_input)", cache)
+    return lambda samples: DecodedRecords(samples, decode, f"resize {size}x{size} (core.preprocess.model_input)", cache)
 
 
 # --- tf.data pipelines ---------------------------------------------------------------------------
 
-def batches(source: Source, example: Callable, signature, batch_size: int, seed: int | None = None,
+def batches(source: DecodedRecords, example: Callable, signature, batch_size: int, seed: int | None = None,
             with_index: bool = False, shard: tuple[int, int] | None = None, replicas: int = 1):
     """A tf.data.Dataset of batches of `example(index, decoded, rng)` = (inputs, targets), whose
     structure and per-example shapes and dtypes are `signature` (tf.TensorSpec's), with a sample

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 from sklearn.metrics import f1_score
 
-from training import backbones, evaluation, fitting, inputs, losses, options, publishing
+from training import backbones, evaluation, fitting, inputs, losses, publishing, recipe
 from training.datasets.flagged import read_flagged
 from training.datasets.report import readable_path, report_problems
 from training.inputs import Sample
@@ -150,12 +150,8 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str) -> d
     import tensorflow as tf
 
     flagged = read_flagged(args.extra_data, task, "multi", data.labels) if args.extra_data else None
-    keras.utils.set_random_seed(args.seed)
-    run = fitting.Run(args.out, options.settings(args, **({"extra_data_sha256": flagged.sha256} if flagged else {})),
-                      args.restart, resumable=not args.demo)
-    fitting.set_determinism(args.deterministic)
-    fitting.set_precision(args.mixed_precision)
-    strategy = fitting.distribution(args.cluster_timeout)
+    setup = recipe.start(args, {"extra_data_sha256": flagged.sha256} if flagged else None)
+    run, strategy, replicas, batch = setup.run, setup.strategy, setup.replicas, setup.batch
 
     # 1. Data: every file read once (content hash, header check), split, streamed from disk. Flagged
     # corrections join the training split after the split, so validation and test stay as without them.
@@ -187,8 +183,6 @@ def train(task: str, data: Data, card: publishing.Card, args, command: str) -> d
     def example(part):
         return lambda index, decoded, rng: (decoded[0], targets[part][index])
 
-    replicas = strategy.num_replicas_in_sync
-    batch = args.batch_size * replicas
     train_batches = inputs.batches(sources[0], example(0), signature, batch, seed=args.seed,
                                    shard=fitting.shard_of(strategy), replicas=replicas)
     val_batches = inputs.batches(sources[1], example(1), signature, batch, replicas=replicas)

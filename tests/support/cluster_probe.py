@@ -23,7 +23,7 @@ def main() -> None:
     strategy = fitting.distribution(60)
     team = cluster.team()
     replicas = strategy.num_replicas_in_sync
-    source = inputs.Source(list(range(48)), lambda record: np.full((8, 8, 3), record * 5 % 256, np.uint8), "probe")
+    source = inputs.DecodedRecords(list(range(48)), lambda record: np.full((8, 8, 3), record * 5 % 256, np.uint8), "probe")
     signature = (inputs.image_signature(8), tf.TensorSpec((), tf.int64))
 
     def example(index, decoded, rng):

@@ -38,7 +38,7 @@ hashed), classes (names to labels and folders), hierarchy (subclasses, --list-cl
 selection (the boxes and images the options keep), origins (which URL serves an image),
 downloading (resume, checks) over http_client (the pooled client, retries, rate limit) and
 breaker, cropping, manifest (what went in, what came out, what was skipped), hub_push
-(--push-to-hub) and cli (the options); atomic writes every file whole or not at all.
+(--push-to-hub) and cli (the options); core.atomic writes every file whole or not at all.
 """
 
 from training.open_images.cli import main

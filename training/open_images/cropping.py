@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from training.open_images.atomic import write_atomic
+from core.atomic import write_atomic
 from training.open_images.classes import Class
 from training.open_images.report import Report
 from training.open_images.selection import pixel_box

@@ -17,7 +17,7 @@ import urllib3
 from PIL import Image
 from tqdm import tqdm
 
-from training.open_images.atomic import atomic_file, write_atomic
+from core.atomic import atomic_file, write_atomic
 from training.open_images.breaker import CircuitBreaker, Outcome
 from training.open_images.classes import Class
 from training.open_images.http_client import Failed, RateLimit, Skip, attempts, fetch, pooled_client

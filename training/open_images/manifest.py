@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import PIL
 
-from training.open_images.atomic import write_atomic
+from core.atomic import write_atomic
 from training.open_images.report import Report
 
 if TYPE_CHECKING:  # annotations only

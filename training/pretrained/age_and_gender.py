@@ -89,11 +89,11 @@ def weights_provenance(files: dict) -> dict:
             "source": facts["source"], "files": {key: file.provenance() for key, file in files.items()}}
 
 
-def build_demo(out, workdir, repo: str | None = None) -> None:
-    """The age & gender tab's pretrained bundle: the ported networks read gender and age; the
-    rotation network, which the package has no counterpart of, is our recipe's, trained on drawn
-    faces (training/synthetic/drawn_faces.py) at the same input size. The face is straightened by the eye
-    line (MTCNN's landmarks: real) unless the user picks the network; the chip is laid out as dlib's."""
+def write_demo_bundle(out, rotation_run, repo: str | None = None) -> None:
+    """The age & gender tab's pretrained bundle at `out`: the ported networks read gender and age;
+    the rotation network, which the package has no counterpart of, is the one the recipe's run at
+    `rotation_run` trained (training/age_gender.py: build_demo). The face is straightened by the
+    eye line (MTCNN's landmarks: real) unless the user picks the network; the chip is laid out as dlib's."""
     import io
     from pathlib import Path
 
@@ -101,19 +101,8 @@ def build_demo(out, workdir, repo: str | None = None) -> None:
     from skimage import data as photos
 
     from core.bundle import load_network, read_metadata
-    from training import age_gender, options, publishing
-    from training.synthetic.drawn_faces import make_imdb_wiki, make_utkface
+    from training import options, publishing
 
-    workdir = Path(workdir)
-    drawn = workdir / "faces"
-    make_imdb_wiki(drawn, count=300, size=96, seed=0)
-    make_utkface(drawn, count=300, size=96, seed=1)
-    rotation_run = workdir / "rotation"
-    # The gender and age network of this run is never used (--epochs 0): only its rotation network. 600 faces
-    # and 30 epochs: 2 degrees of error where 240 faces and 8 epochs learnt nothing (25 against 26 for a constant).
-    age_gender.main(["--data", str(drawn), "--out", str(rotation_run), "--backbone", "small", "--weights", "none",
-                     "--image-size", str(CHIP_SIZE), "--epochs", "0", "--rotation-epochs", "30", "--patience", "30",
-                     "--fine-tune-epochs", "0", "--batch-size", "32", "--angle-bin", "5", "--demo"])
     trained = read_metadata(rotation_run)
     rotation = load_network(rotation_run, "rotation", trained["networks"]["rotation"])
     network, provenance, facts = gender_age_network(packaged())
