@@ -40,6 +40,7 @@ from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 from core import flags
 from core.errors import InputError
 from core.flags import IMAGES, METADATA, FlagError
+from core.source import hub_unreachable
 
 PUSH_MINUTES = 5.0
 FINAL_PUSH_SECONDS = 60  # a stopping Space is killed soon after: wait no longer for the last push
@@ -313,6 +314,8 @@ def keep_flags(root, repo_id: str | None, every: float, on_space: bool,
     try:
         if "/" not in repo_id:
             raise ValueError(f"{repo_id!r} is not OWNER/NAME")
+        if unreachable := hub_unreachable(api.endpoint if api else None):
+            raise ConnectionError(unreachable)  # said at once, not after huggingface_hub's 23 s of retries
         scheduler = FlagScheduler(root, repo_id, every, api)
     except Exception as error:  # a bad setting, the network, the token: the app goes on without pushing
         reason = f"{type(error).__name__}: {_first_line(error)}"

@@ -69,16 +69,49 @@ def on_a_space() -> bool:
     return bool(os.environ.get("SPACE_ID"))
 
 
+def hub_unreachable(endpoint: str | None = None, timeout: float = 5.0) -> str | None:
+    """Why the Hub at `endpoint` (default: HF_ENDPOINT's) cannot be reached, from one connection
+    attempt; None when it answers, or when a proxy is set (the connection is then the proxy's to make).
+
+    huggingface_hub retries a refused connection five times with backoff, 23 s in all: an app
+    starting with the Hub down, or a wrong HF_ENDPOINT, would wait that long per pinned tab."""
+    import socket
+    import urllib.request
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if any(key in urllib.request.getproxies() for key in ("http", "https", "all")):
+        return None
+    address = urlparse(endpoint or constants.ENDPOINT)
+    port = address.port or (443 if address.scheme == "https" else 80)
+    try:
+        socket.create_connection((address.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        return f"cannot connect to {address.hostname}:{port}: {error.strerror or error}"
+    return None
+
+
+def snapshot(repo_id: str, revision: str, repo_type: str, **patterns) -> Path:
+    """A repo snapshot at `revision`, downloaded or from huggingface_hub's cache. `snapshot_download`
+    honours HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE; with the Hub unreachable, only the cache is
+    read, at once (`hub_unreachable`)."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    unreachable = None if constants.HF_HUB_OFFLINE else hub_unreachable()
+    try:
+        return Path(snapshot_download(repo_id=repo_id, revision=revision, repo_type=repo_type,
+                                      local_files_only=bool(unreachable), **patterns))
+    except LocalEntryNotFoundError:
+        if unreachable:
+            raise ConnectionError(f"{unreachable}, and no copy of {repo_id}@{revision} is cached here") from None
+        raise
+
+
 def download_pinned(pin: HubPin) -> Path:
-    """Download (or reuse from the local cache) a repo snapshot at its pinned revision.
-
-    `snapshot_download` honours HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE, and with a
-    commit hash as revision it serves a cached snapshot without asking the Hub.
-    """
-    from huggingface_hub import snapshot_download
-
-    return Path(snapshot_download(repo_id=pin.repo_id, revision=pin.revision, repo_type="model",
-                                  ignore_patterns=list(NOT_SERVED)))
+    """Download (or reuse from the local cache) a repo snapshot at its pinned revision."""
+    return snapshot(pin.repo_id, pin.revision, "model", ignore_patterns=list(NOT_SERVED))
 
 
 def served(name: str) -> bool:

@@ -113,9 +113,13 @@ def test_app_downloads_the_pinned_commit_then_reuses_the_cache(hub_with_two_comm
         assert f"Model: `{REPO}@{first}`" in page_text(url)
     assert len(hub.downloads()) == downloads
 
-    # HF_HUB_OFFLINE=1 with the Hub gone: still served from the cache.
+    # The Hub gone, with HF_HUB_OFFLINE=1 or without it: still served from the cache, and at once
+    # (without the flag, huggingface_hub alone would retry the refused connection for 23 s first).
     dead = f"http://127.0.0.1:{free_port()}"
     with running_app(empty, pin(tmp_path, first), env=hub_env(dead, hf_home, HF_HUB_OFFLINE="1")) as url:
+        text = page_text(url)
+        assert f"Model: `{REPO}@{first}`" in text and "Could not download" not in text
+    with running_app(empty, pin(tmp_path, first), env=hub_env(dead, hf_home)) as url:
         text = page_text(url)
         assert f"Model: `{REPO}@{first}`" in text and "Could not download" not in text
 
@@ -127,6 +131,8 @@ def test_unreachable_hub_leaves_the_app_up_with_a_notice(dog_bundle, models_with
     with running_app(root, pin(tmp_path, "0" * 40), env=hub_env(dead, tmp_path / "hf")) as url:
         text = page_text(url)
         assert f"Could not download {REPO}@{'0' * 40} from the Hub" in text
+        # Said from one refused connection (core.source.hub_unreachable), not after huggingface_hub's retries.
+        assert "cannot connect to 127.0.0.1" in text, text
         assert "Model: demo bundle `models/demo/dog_breed`" in text
         photo = sorted((dogs_data / "Images").rglob("*.jpg"))[0]
         assert Client(url, verbose=False).predict(handle_file(str(photo)), api_name="/dog_breed")["label"]

@@ -134,3 +134,16 @@ def test_an_empty_dataset_is_never_a_success(tmp_path):
                                                        "skipped, most of them: not found (HTTP 404) (3); every reason is in ")):
             build(meta, tmp_path / "out", mirror.url)
         assert json.loads((tmp_path / "out/manifest.json").read_text())["counts"] == {"hamburger": 0}
+
+
+def test_the_breaker_names_the_last_failure_when_a_download_that_worked_fills_its_window():
+    """The window can fill on a download that worked; the message still names the error that made it
+    trip (it once said 'the last: None')."""
+    from training.open_images.breaker import CircuitBreaker, Outcome
+
+    breaker = CircuitBreaker(first=20, window=5, share=0.8)
+    url = "http://127.0.0.1:8000/train/x.jpg"
+    for _ in range(4):
+        assert breaker.record(url, Outcome(reason="server error", error="HTTP 503")) is None
+    stop = breaker.record(url, Outcome())
+    assert stop.startswith("http://127.0.0.1:8000 keeps failing: 4 of its last 5 downloads failed (the last: HTTP 503)")

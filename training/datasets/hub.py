@@ -38,11 +38,12 @@ def resolve_data(text: str, allow_patterns: list[str] | None = None) -> tuple[Pa
     if not text.startswith("hf://"):
         return Path(text), {}
     repo, commit = parse_reference(text)
-    from huggingface_hub import snapshot_download
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
+    from core.source import snapshot
+
     try:
-        folder = snapshot_download(repo, repo_type="dataset", revision=commit, allow_patterns=allow_patterns)
+        folder = snapshot(repo, commit, "dataset", allow_patterns=allow_patterns)
     except RevisionNotFoundError:
         raise SystemExit(f"The dataset repo {repo} has no commit {commit}") from None
     except RepositoryNotFoundError:

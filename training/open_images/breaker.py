@@ -41,6 +41,7 @@ class Tally:
     downloaded: int = 0
     all_unreachable: bool = True  # every download so far found the origin unreachable
     recent: deque = field(default_factory=deque)  # the last downloads, True where one failed for now
+    last_failure: str = ""  # the error of the last download that failed for now, which the message names
 
 
 def origin(url: str) -> str:
@@ -68,10 +69,12 @@ class CircuitBreaker:
         tally.all_unreachable &= outcome.unreachable
         failed_for_now = outcome.reason is not None and not outcome.for_good
         tally.recent.append(failed_for_now)
+        if failed_for_now:
+            tally.last_failure = outcome.error or outcome.reason
         progress = f"{tally.downloaded} of {tally.tried} images downloaded"
         if tally.all_unreachable and tally.tried >= self.first:
             return f"cannot reach {where}: {outcome.error}; {progress}; {ADVICE}"
         if len(tally.recent) == self.window and sum(tally.recent) >= self.share * self.window:
             return (f"{where} keeps failing: {sum(tally.recent)} of its last {self.window} downloads failed "
-                    f"(the last: {outcome.error or outcome.reason}); {progress}; {ADVICE}")
+                    f"(the last: {tally.last_failure}); {progress}; {ADVICE}")
         return None
