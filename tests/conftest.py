@@ -50,7 +50,8 @@ def built_once(tmp_path_factory, name: str, build):
 
 # The longest files first: pytest-xdist hands whole files to its two workers in this order, and a
 # long file left for last would run alone at the end.
-SLOWEST_FIRST = ["test_pretrained.py", "test_training_runs.py", "test_multiworker.py", "test_age_gender.py", "test_browser.py"]
+SLOWEST_FIRST = ["test_multiworker.py", "test_pretrained.py", "test_hub.py", "test_age_gender.py",
+                 "test_pretrained_weights.py", "test_training_runs.py", "test_flag_interpret.py", "test_browser.py"]
 
 
 # Fixtures that train a network, or start the app or a browser: a test that uses one, directly or
