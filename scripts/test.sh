@@ -14,4 +14,6 @@ if [ -n "$missing" ]; then
   $sudo apt-get update -q && $sudo apt-get install -y -q --no-install-recommends $missing
 fi
 # Two workers, each file in one of them (its module fixtures are built once); `-n 0` runs in one process.
-exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"
+# --no-loadscope-reorder hands the files out in tests/conftest.py's order, the longest first (pytest-xdist
+# would otherwise sort them by their number of tests, and a long file of few tests ran alone at the end).
+exec .venv/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder "$@"

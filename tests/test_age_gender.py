@@ -7,11 +7,13 @@ import math
 import pickle
 import re
 import shutil
+import subprocess
+import sys
 from datetime import date
 
 import numpy as np
 import pytest
-from conftest import page_text, running_app
+from conftest import ROOT, page_text, running_app
 from gradio_client import Client, handle_file
 from PIL import Image, ImageDraw
 from skimage import data
@@ -457,19 +459,33 @@ def test_a_from_scratch_backbone_validates_what_it_learns_and_both_tilts_are_mea
     were still mostly their initial values after a few dozen steps, so in inference mode every
     face gave the same features. With Keras' default momentum this very run stays at 0.5 / 0.693
     every epoch (measured); fitting.match_batchnorm fixes it. The same run measures the eye line's
-    tilt on the held-out faces it turned, beside the network's."""
+    tilt on the held-out faces it turned, beside the network's.
+
+    The run is --deterministic (the same checkout gives the same figures) and trains all ten epochs.
+    Its 32 validation and 32 test faces make single figures coarse, so the margins come from the
+    spread over the recipe's seed (2026-12-07; seeds 1337, 1, 2, 3): best validation gender accuracy
+    0.75-0.91, held-out age MAE 5.8-11.4 years under the training mean's, eyes found on 31-53 % of the
+    turned faces with 1.7-3.0 degrees of error against 18-22 for the network. Run without
+    --deterministic and with early stopping, one run in four stopped after six epochs at 0.66."""
     out = tmp_path / "scratch"
-    metrics = age_gender.main(["--data", str(faces_data), "--out", str(out), "--backbone", "mobilenetv2",
-                               "--weights", "none", "--image-size", "32", "--epochs", "10", "--fine-tune-epochs", "0",
-                               "--rotation-backbone", "small", "--rotation-epochs", "1", "--batch-size", "32",
-                               "--max-angle", "45", "--angle-bin", "5"])
+    # A process of its own: op determinism holds for a whole process, and this worker's other tests
+    # must not inherit it.
+    run = subprocess.run([sys.executable, "-m", "training.age_gender", "--data", str(faces_data), "--out", str(out),
+                          "--backbone", "mobilenetv2", "--weights", "none", "--image-size", "32", "--epochs", "10",
+                          "--patience", "50", "--fine-tune-epochs", "0", "--rotation-backbone", "small",
+                          "--rotation-epochs", "1", "--batch-size", "32", "--max-angle", "45", "--angle-bin", "5",
+                          "--deterministic"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = json.loads((out / "task.json").read_text())["metrics"]
     with open(out / "logs" / "gender_age-1.csv", newline="") as handle:
         history = [(float(row["val_gender_accuracy"]), float(row["val_gender_loss"])) for row in csv.DictReader(handle)]
     accuracies, losses = zip(*history)
-    assert len(set(accuracies)) > 1 and max(abs(loss - math.log(2)) for loss in losses) > 0.1, history
-    assert max(accuracies) >= 0.7, history  # the majority share is 0.5
+    assert len(history) == 10 and len(set(accuracies)) > 1, history
+    assert max(abs(loss - math.log(2)) for loss in losses) > 0.1, history
+    assert max(accuracies) >= 0.65, history  # the majority share is 0.5
+    assert metrics["age_mae"] < metrics["baselines"]["age_mae_train_mean"] - 3, metrics
     tilt = metrics["tilt"]
-    assert tilt["eyes_found"] >= 0.3, tilt  # MTCNN finds about half the drawn faces
+    assert tilt["eyes_found"] >= 0.2, tilt  # MTCNN finds about half the drawn faces
     assert tilt["eyes_mae"] < 8 and tilt["eyes_mae"] < tilt["network_mae_where_eyes_found"], tilt
     face = json.loads((out / "task.json").read_text())["face"]
     assert face["tilt"]["default"] == "eyes" and face["tilt"]["eyes_mae"] == pytest.approx(tilt["eyes_mae"])

@@ -143,6 +143,7 @@ def test_unreachable_hub_leaves_the_app_up_with_a_notice(dog_bundle, models_with
 # The Hub's metric ids our cards use (huggingface.co/metrics), and the licences it knows by id.
 HUB_METRIC_IDS = {"accuracy", "f1", "precision", "recall", "mean_iou", "mae", "mse"}
 HUB_LICENCES = {"apache-2.0", "mit", "cc0-1.0", "cc-by-4.0", "cc-by-2.0", "other"}
+SNIPPET_END = "--- the snippet ends here ---"  # printed between the snippet's output and the probe's
 
 
 def real_photo(name: str, folder) -> str:
@@ -186,22 +187,22 @@ def test_the_cards_snippet_runs_verbatim_where_only_keras_and_the_hub_are(fixtur
         (tmp_path / "snippet.py").write_text(snippet)
         photo = next(name for name in publishing.EXAMPLE_PHOTO.values() if f'"{name}"' in snippet)
         real_photo(photo, tmp_path)
-        run = subprocess.run([sys.executable, "-I", "snippet.py"], cwd=tmp_path, env=env, capture_output=True,
-                             text=True, timeout=300)
-        assert run.returncode == 0, run.stderr[-3000:]
-        assert run.stdout.strip(), "the snippet printed nothing"
-
-        # Keras' own loader: one output per label (per class, or per class and pixel) on that photo.
+        # Keras' own hf:// loader after it, in the same Python (TensorFlow starts once, not twice): one output
+        # per label (per class, or per class and pixel).
         probe = (f"import keras, numpy as np, json\n"
                  f"model = keras.saving.load_model('hf://{repo}')\n"
                  f"h, w = {task['input']['size']}\n"
                  f"out = model.predict(np.zeros((1, h, w, 3), 'float32'), verbose=0)\n"
                  f"out = out if isinstance(out, dict) else {{'output': out}}\n"
                  f"print(json.dumps({{k: list(v.shape) for k, v in out.items()}}))\n")
-        loaded = subprocess.run([sys.executable, "-I", "-c", probe], cwd=tmp_path, env=env, capture_output=True,
-                                text=True, timeout=300)
-        assert loaded.returncode == 0, loaded.stderr[-3000:]
-        shapes = json.loads(loaded.stdout.strip().splitlines()[-1])
+        (tmp_path / "probe.py").write_text(probe)
+        run = subprocess.run([sys.executable, "-I", "-c", "import runpy; runpy.run_path('snippet.py', run_name='__main__');"
+                              f"print({SNIPPET_END!r}, flush=True); runpy.run_path('probe.py', run_name='__main__')"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        printed, loaded = run.stdout.split(SNIPPET_END + "\n")
+        assert printed.strip(), "the snippet printed nothing"
+        shapes = json.loads(loaded.strip().splitlines()[-1])
         labels = len(task["labels"])
         if task["task"] == "age_gender":
             assert shapes == {"gender": [1, labels], "age": [1, 1]}, shapes

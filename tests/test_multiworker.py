@@ -144,7 +144,7 @@ def test_a_worker_killed_mid_run_leaves_no_bundle_and_the_same_commands_resume(d
     out = tmp_path / "dog_breed"
     run = LocalCluster(tmp_path / "cluster", "training.dog_breed",
                        ["--data", dogs, "--out", out, "--backbone", "small", "--weights", "none", "--image-size", "32",
-                        "--epochs", "20", "--patience", "50", "--fine-tune-epochs", "0", "--batch-size", "2"],
+                        "--epochs", "8", "--patience", "50", "--fine-tune-epochs", "0", "--batch-size", "2"],
                        env={"TMPDIR": str(scratch(tmp_path))}).start()
     progress = out.with_name("dog_breed.work") / "classifier-1" / "backup" / "training_metadata.json"
     deadline = time.monotonic() + 300
@@ -158,14 +158,14 @@ def test_a_worker_killed_mid_run_leaves_no_bundle_and_the_same_commands_resume(d
     # The chief loses its peer in the middle of a step and stops; nothing is written.
     assert exits[1] == -9 and exits[0] != 0, run.logs()
     done = json.loads(progress.read_text())["epoch"]
-    assert not out.exists() and 2 <= done < 20, run.logs()
+    assert not out.exists() and 2 <= done < 8, run.logs()
 
     exits = run.start().wait(600)  # the same commands, again
     assert exits == {0: 0, 1: 0}, run.logs()
     for rank in (0, 1):
-        assert f"classifier-1: resuming after epoch {done} of 20" in run.log(rank), f"worker {rank} did not resume"
+        assert f"classifier-1: resuming after epoch {done} of 8" in run.log(rank), f"worker {rank} did not resume"
     # One complete history: every epoch once, none lost and none run twice.
-    assert epochs_logged(out, "classifier-1") == list(range(20))
+    assert epochs_logged(out, "classifier-1") == list(range(8))
     only_the_chief_wrote(run, out, tmp_path)
 
 

@@ -267,6 +267,12 @@ class Run:
             callbacks.append(InStep(team))  # after BackupAndRestore, which restores the chief
             cluster.fit_in_cluster(model, train.element_spec)
             (train, steps["steps_per_epoch"]), (val, steps["validation_steps"]) = map(team.distributed, (train, val))
+        if model.built and model.optimizer is not None and not model.optimizer.built:
+            # Keras 3 leaves the optimizer's variables to the first trace of the training step when no
+            # tf.distribute strategy is set (one device); made there, TensorFlow traces the step a second
+            # time. Made here, it traces once: MobileNetV2's first epoch 18.5 -> 13.7 s on a CPU core.
+            with model.distribute_strategy.scope():
+                model.optimizer.build(model.trainable_variables)
         model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=2, **steps)
         # BackupAndRestore tells fit where to resume through model._initial_epoch and never clears
         # it: the model's next fit (the next phase) would start at that epoch and skip as many
