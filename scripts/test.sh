@@ -15,5 +15,5 @@ if [ -n "$missing" ]; then
 fi
 # Two workers, each file in one of them (its module fixtures are built once); `-n 0` runs in one process.
 # --no-loadscope-reorder hands the files out in tests/conftest.py's order, the longest first (pytest-xdist
-# would otherwise sort them by their number of tests, and a long file of few tests ran alone at the end).
+# would otherwise sort them by their number of tests, and a long file of few tests could run alone at the end).
 exec .venv/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder "$@"
