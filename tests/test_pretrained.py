@@ -117,8 +117,8 @@ def pretrained_file(tasks_a_and_b):
     model = keras.Model(inputs, outputs)
     fitting.match_batchnorm(model, steps_per_epoch=len(x) // 16)
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.optimizer.build(model.trainable_variables)  # the training step is then traced once (training.fitting)
-    model.fit(x, y, batch_size=16, epochs=8, verbose=0)
+    fitting.build_before_fit(model, (x, y))
+    model.fit(x, y, batch_size=16, epochs=8, verbose=0)  # traced once
     assert np.mean(model.predict(x, verbose=0).argmax(axis=1) == y) > 0.7  # it did learn task A
     path = root / "mobilenetv2_task_a_no_top.weights.h5"
     application.save_weights(path)

@@ -220,9 +220,10 @@ def test_the_network_leaves_with_the_better_phase(tmp_path, second_phase):
 
 
 def test_each_phase_traces_its_training_step_once(tmp_path):
-    """Keras 3 makes the optimizer's variables inside the first trace of the training step when no
-    tf.distribute strategy is set, and TensorFlow then traces the step again: 5 s of a MobileNetV2's
-    first epoch on a CPU core. Run.fit makes them first, so each phase's `fit` traces it once."""
+    """Keras 3 makes the optimizer's variables and the compiled metrics' state inside the first trace
+    of the training step when no tf.distribute strategy is set, and TensorFlow then traces the step
+    again: 7 s of a MobileNetV2 phase on a CPU core. Run.fit makes them first, so each phase's `fit`
+    traces it once."""
     import tensorflow as tf
 
     from training import fitting
@@ -234,6 +235,7 @@ def test_each_phase_traces_its_training_step_once(tmp_path):
     model.train_step = lambda batch: (traces.append(batch), step(batch))[1]  # Python runs it only when tracing
     run = fitting.Run(tmp_path / "bundle", {}, resumable=False)
     for phase in (1, 2):
-        model.compile(keras.optimizers.Adam(1e-3), "mse")  # each phase compiles afresh, as fit_two_phases does
+        # Each phase compiles afresh, as fit_two_phases does; the recipes' networks all have metrics.
+        model.compile(keras.optimizers.Adam(1e-3), "mse", metrics=["mae"])
         run.fit(model, data, data, f"net-{phase}", epochs=2, patience=5)
     assert len(traces) == 2, f"{len(traces)} traces of the training step for 2 phases"
