@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -116,6 +117,10 @@ def main(argv=None):
              for path in ui.example_files(resolved.bundle)]
     ui.cap_cache(demo_app.GRADIO_CACHE, ui.CACHE_MAX_MB * 2**20)
     signal.signal(signal.SIGTERM, stop_serving)
+    # What start-up made (TensorFlow, Gradio, the networks: half a million objects) lives as long as
+    # the server: out of the collector's sight, a full collection takes no 0.3 s pause from serving,
+    # and the app stops in 0.15 s instead of 1.45 s (2026-12-07, one bundle).
+    gc.freeze()
     try:
         demo_app.launch(server_name=args.host, server_port=args.port, max_file_size=ui.MAX_FILE_SIZE,
                         allowed_paths=shown, show_error=True, state_session_capacity=ui.SESSIONS,
