@@ -156,7 +156,7 @@ def running_app(models_dir, hub_config=None, env=None, timeout=180, args=()):
             except OSError:
                 if time.monotonic() > deadline:
                     raise TimeoutError("app did not start")
-                time.sleep(0.5)
+                time.sleep(0.1)
         yield url
     finally:
         process.terminate()

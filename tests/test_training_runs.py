@@ -1,5 +1,5 @@
 """Training as a person runs it on a rented GPU: interrupted and resumed, on several devices, in
-mixed precision, from a cache, and re-run from the command its bundle records."""
+mixed precision, from a cache, and the command its bundle records."""
 
 import csv
 import json
@@ -68,14 +68,13 @@ def test_kill_9_mid_run_then_the_same_command_finishes_it(dogs_data, tmp_path):
     metadata = json.loads((out / "task.json").read_text())
     assert metadata["metrics"]["top1_accuracy"] > 0.5  # six breeds: chance 1/6
 
-    # The command the bundle records is the one that ran, and it runs again as written.
+    # The command the bundle records is the one that ran, its paths relative to the folder it ran
+    # from: run there as written, it is the command above (a recipe re-run over its finished bundle:
+    # test_hub.py's second push).
     recorded = metadata["provenance"]["command"]
     relative = [Path(a).relative_to(here).as_posix() if Path(a).is_absolute() else a for a in command[3:]]
     assert recorded == shlex.join(["python", "-m", "training.dog_breed", *relative])
     assert str(here) not in json.dumps(metadata) and str(here) not in (out / "README.md").read_text()
-    again = subprocess.run([sys.executable, *shlex.split(recorded)[1:]], cwd=here, env=env, capture_output=True,
-                           text=True, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
     assert load_bundle(out, "dog_breed").labels == metadata["labels"]
 
 
